@@ -1,0 +1,322 @@
+# shellcheck shell=bash
+# Shared functions of the offline test bed. Sourced by testbed/up, testbed/test
+# and the molecule scenarios' helper scripts; every function is idempotent and
+# cheap when its work is already done, so each entry point can call them all.
+#
+# What the machine gets (see shared TESTBED notes in the README):
+#   - Docker engine (Debian's docker.io) started by hand when no init runs it;
+#   - a Python venv with requirements.txt and this collection on the
+#     collections path;
+#   - the "VM" base image: Debian 12 with systemd, sshd, python3 and sudo, built
+#     by debootstrap and cached by a tag derived from its recipe;
+#   - a real image registry (Debian's docker-registry package) that the
+#     targets' own Docker engines pull from, as production pulls from a registry.
+
+set -euo pipefail
+
+ARMSTACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ARMSTACK_CACHE="${ARMSTACK_CACHE:-$ARMSTACK_ROOT/.cache}"
+ARMSTACK_VENV="${ARMSTACK_VENV:-$ARMSTACK_ROOT/.venv}"
+ARMSTACK_NETWORK="${ARMSTACK_NETWORK:-armstack}"
+ARMSTACK_OUTSIDE_NETWORK="${ARMSTACK_OUTSIDE_NETWORK:-armstack-outside}"
+ARMSTACK_REGISTRY_NAME="armstack-registry"
+ARMSTACK_REGISTRY_PORT="${ARMSTACK_REGISTRY_PORT:-5000}"
+# Name under which the registry is pushed to from the host ...
+ARMSTACK_REGISTRY_PUSH="127.0.0.1:${ARMSTACK_REGISTRY_PORT}"
+# ... and under which targets on the test network pull from it.
+ARMSTACK_REGISTRY_PULL="${ARMSTACK_REGISTRY_NAME}:5000"
+ARMSTACK_DEBIAN_MIRROR="${ARMSTACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+mkdir -p "$ARMSTACK_CACHE"
+export ARMSTACK_ROOT ARMSTACK_CACHE ARMSTACK_VENV ARMSTACK_NETWORK \
+  ARMSTACK_OUTSIDE_NETWORK ARMSTACK_REGISTRY_PUSH ARMSTACK_REGISTRY_PULL
+
+_ts() { date +%H:%M:%S; }
+log() { printf '[%s] %s\n' "$(_ts)" "$*" >&2; }
+die() { printf '[%s] ERROR: %s\n' "$(_ts)" "$*" >&2; exit 1; }
+
+# stage NAME CMD...: run CMD, print how long it took, keep the table for the end.
+ARMSTACK_STAGES=()
+stage() {
+  local name="$1"; shift
+  local start end rc=0
+  start=$(date +%s)
+  log "== ${name}"
+  "$@" || rc=$?
+  end=$(date +%s)
+  ARMSTACK_STAGES+=("$(printf '%-34s %5ss  %s' "$name" "$((end - start))" "$([ $rc -eq 0 ] && echo ok || echo "FAILED ($rc)")")")
+  log "== ${name}: $((end - start))s rc=${rc}"
+  return $rc
+}
+print_stages() {
+  printf '\n%-34s %6s  %s\n' "stage" "time" "result"
+  local s
+  for s in "${ARMSTACK_STAGES[@]}"; do printf '%s\n' "$s"; done
+}
+
+_need_root() {
+  [ "$(id -u)" -eq 0 ] || die "the test bed installs packages and runs dockerd: run it as root (or with sudo)"
+}
+
+_apt_updated=0
+apt_install() {
+  # apt_install PKG...: install the Debian packages that are missing.
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  _need_root
+  if [ $_apt_updated -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    _apt_updated=1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_docker() {
+  # The engine: Debian's docker.io when no engine is installed; started by hand
+  # when nothing answers (there is no systemd as PID 1 on CI machines).
+  if ! command -v dockerd >/dev/null 2>&1; then
+    apt_install docker.io
+  fi
+  apt_install ca-certificates iptables
+  if docker info >/dev/null 2>&1; then
+    return 0
+  fi
+  _need_root
+  if pidof systemd >/dev/null 2>&1 && [ "$(cat /proc/1/comm)" = systemd ]; then
+    systemctl start docker || true
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd (log: /var/log/armstack-dockerd.log)"
+    nohup dockerd >/var/log/armstack-dockerd.log 2>&1 &
+  fi
+  local i
+  for i in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && { log "dockerd answers ($(docker info -f '{{.ServerVersion}} {{.Driver}} cgroup v{{.CgroupVersion}}'))"; return 0; }
+    sleep 1
+  done
+  tail -20 /var/log/armstack-dockerd.log >&2 || true
+  die "dockerd did not answer within 60 s"
+}
+
+ensure_venv() {
+  # The Python side, pinned by requirements.txt; reinstalled only when it changes.
+  local req="$ARMSTACK_ROOT/requirements.txt" stamp hash
+  hash=$(sha256sum "$req" | cut -c1-16)
+  stamp="$ARMSTACK_VENV/.armstack-requirements-$hash"
+  if [ ! -f "$stamp" ]; then
+    command -v python3 >/dev/null || apt_install python3
+    python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+    log "creating the venv at $ARMSTACK_VENV from requirements.txt"
+    python3 -m venv "$ARMSTACK_VENV"
+    "$ARMSTACK_VENV/bin/pip" install -q --upgrade pip >"$ARMSTACK_CACHE/pip.log" 2>&1
+    "$ARMSTACK_VENV/bin/pip" install -q -r "$req" >>"$ARMSTACK_CACHE/pip.log" 2>&1 || { tail -30 "$ARMSTACK_CACHE/pip.log" >&2; die "pip install -r requirements.txt failed"; }
+    rm -f "$ARMSTACK_VENV"/.armstack-requirements-*
+    touch "$stamp"
+  fi
+  # This checkout is the collection armstack.deploy: expose it on the
+  # collections path that ansible.cfg names.
+  local link="$ARMSTACK_CACHE/collections/ansible_collections/armstack/deploy"
+  mkdir -p "$(dirname "$link")"
+  [ -L "$link" ] && [ "$(readlink "$link")" = "$ARMSTACK_ROOT" ] || ln -sfn "$ARMSTACK_ROOT" "$link"
+  export PATH="$ARMSTACK_VENV/bin:$PATH"
+  export ANSIBLE_CONFIG="$ARMSTACK_ROOT/ansible.cfg"
+}
+
+# The base image's tag is derived from its recipe, so a changed recipe builds a
+# new image and an unchanged one costs nothing.
+base_image_tag() {
+  local h
+  h=$(cat "$ARMSTACK_ROOT/testbed/images/base/"* | sha256sum | cut -c1-12)
+  echo "armstack/debian-vm:12-$h"
+}
+
+ensure_base_image() {
+  local tag rootfs_tag
+  tag=$(base_image_tag)
+  export ARMSTACK_BASE_IMAGE="$tag"
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    return 0
+  fi
+  # The root file system is tagged by its package list, the image by its recipe.
+  local pkgs
+  pkgs=$(grep -v '^#' "$ARMSTACK_ROOT/testbed/images/base/debootstrap-packages" | paste -sd, -)
+  rootfs_tag="armstack/debian-rootfs:bookworm-$(echo "$pkgs" | sha256sum | cut -c1-8)"
+  if ! docker image inspect "$rootfs_tag" >/dev/null 2>&1; then
+    # A registry answering (not the case on this test bed) saves the debootstrap.
+    if timeout 60 docker pull -q debian:bookworm >/dev/null 2>&1; then
+      docker tag debian:bookworm "$rootfs_tag"
+    else
+      _need_root
+      apt_install debootstrap
+      local dir
+      dir=$(mktemp -d /var/tmp/armstack-rootfs.XXXXXX)
+      log "debootstrap Debian 12 into $dir (about a minute)"
+      debootstrap --variant=minbase \
+        --include="$pkgs" \
+        bookworm "$dir" "$ARMSTACK_DEBIAN_MIRROR" >/var/tmp/armstack-debootstrap.log 2>&1 \
+        || { tail -20 /var/tmp/armstack-debootstrap.log >&2; die "debootstrap failed"; }
+      # debootstrap leaves nothing mounted on success; make sure before deleting.
+      umount -R "$dir/proc" "$dir/sys" "$dir/dev" 2>/dev/null || true
+      mountpoint -q "$dir/proc" && die "$dir/proc is still mounted; not deleting $dir"
+      tar -C "$dir" --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* -c . \
+        | docker import - "$rootfs_tag" >/dev/null
+      rm -rf --one-file-system "$dir"
+    fi
+  fi
+  log "building $tag"
+  docker build -q --build-arg "ROOTFS=$rootfs_tag" -t "$tag" "$ARMSTACK_ROOT/testbed/images/base" >/dev/null 2>"$ARMSTACK_CACHE/build-base.log" \
+    || { cat "$ARMSTACK_CACHE/build-base.log" >&2; die "building the base image failed"; }
+  docker tag "$tag" armstack/debian-vm:12
+}
+
+ensure_networks() {
+  docker network inspect "$ARMSTACK_NETWORK" >/dev/null 2>&1 \
+    || docker network create "$ARMSTACK_NETWORK" >/dev/null
+  # A second network: a client on it stands for "the internet" in firewall tests.
+  docker network inspect "$ARMSTACK_OUTSIDE_NETWORK" >/dev/null 2>&1 \
+    || docker network create "$ARMSTACK_OUTSIDE_NETWORK" >/dev/null
+}
+
+ensure_registry() {
+  # Debian's docker-registry package in a container of the base image: pushed to
+  # from the host on 127.0.0.1:5000, pulled from by targets as armstack-registry:5000.
+  ensure_base_image
+  ensure_networks
+  _run_service "$ARMSTACK_REGISTRY_NAME" registry armstack-registry-data:/var/lib/docker-registry \
+    -p "127.0.0.1:${ARMSTACK_REGISTRY_PORT}:5000"
+  local i
+  for i in $(seq 1 30); do
+    curl -fsS "http://${ARMSTACK_REGISTRY_PUSH}/v2/" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  docker logs "$ARMSTACK_REGISTRY_NAME" >&2 || true
+  die "the test registry did not answer on ${ARMSTACK_REGISTRY_PUSH}"
+}
+
+# push_image LOCAL_TAG NAME:TAG -> pushes to the test registry (skipped when
+# the registry already holds that exact image).
+push_image() {
+  local src="$1" dst="${ARMSTACK_REGISTRY_PUSH}/$2"
+  docker tag "$src" "$dst"
+  docker push -q "$dst" >/dev/null
+}
+
+# build_test_image DIR NAME:TAG [docker build args...]: build an image from a
+# directory under testbed/images, on the base image, and push it to the registry.
+# The tag carries a hash of the directory so an unchanged recipe is not rebuilt.
+build_test_image() {
+  local dir="$1" ref="$2"; shift 2
+  local h local_tag
+  h=$( (cd "$ARMSTACK_ROOT/testbed/images/$dir" && find . -path ./wheels -prune -o -type f -print0 | sort -z | xargs -0 sha256sum; echo "$ARMSTACK_BASE_IMAGE" "$*") | sha256sum | cut -c1-12)
+  local_tag="armstack/${ref%%:*}:build-$h"
+  if ! docker image inspect "$local_tag" >/dev/null 2>&1; then
+    log "building image $ref from testbed/images/$dir"
+    docker build -q --build-arg "BASE=$ARMSTACK_BASE_IMAGE" "$@" -t "$local_tag" "$ARMSTACK_ROOT/testbed/images/$dir" >/dev/null 2>"$ARMSTACK_CACHE/build-$dir.log" \
+      || { cat "$ARMSTACK_CACHE/build-$dir.log" >&2; die "building the test image $ref failed"; }
+  fi
+  push_image "$local_tag" "$ref"
+}
+
+# PyPI wheels for images are downloaded on the host (which trusts its CA
+# bundle) and installed in the image with --no-index: builds need no network.
+download_wheels() {
+  local dest="$1"; shift
+  mkdir -p "$dest"
+  "$ARMSTACK_VENV/bin/pip" download -q --only-binary=:all: --python-version 3.11 \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform any \
+    -d "$dest" "$@"
+}
+
+# run_service NAME IMAGE_DIR PORT VOLUME:PATH: a long-running helper container
+# of the test bed on the `armstack` network, built from testbed/images/IMAGE_DIR.
+_run_service() {
+  local name="$1" dir="$2" volume="$3" img
+  img="armstack/$dir:$( (cd "$ARMSTACK_ROOT/testbed/images/$dir" && cat ./*; echo "$ARMSTACK_BASE_IMAGE") | sha256sum | cut -c1-12)"
+  if ! docker image inspect "$img" >/dev/null 2>&1; then
+    log "building $img"
+    docker build -q --build-arg "BASE=$ARMSTACK_BASE_IMAGE" -t "$img" "$ARMSTACK_ROOT/testbed/images/$dir" \
+      >/dev/null 2>"$ARMSTACK_CACHE/build-$dir.log" \
+      || { cat "$ARMSTACK_CACHE/build-$dir.log" >&2; die "building $img failed"; }
+  fi
+  if [ "$(docker inspect -f '{{.State.Running}} {{.Config.Image}}' "$name" 2>/dev/null)" != "true $img" ]; then
+    docker rm -f "$name" >/dev/null 2>&1 || true
+    docker run -d --name "$name" --restart unless-stopped --network "$ARMSTACK_NETWORK" \
+      -v "$volume" "${@:4}" "$img" >/dev/null
+  fi
+}
+
+ensure_aptcache() {
+  ensure_base_image
+  ensure_networks
+  _run_service armstack-aptcache aptcache armstack-aptcache-data:/var/cache/apt-cacher-ng
+}
+
+ensure_testbed() {
+  ensure_docker
+  ensure_venv
+  ensure_base_image
+  ensure_networks
+  ensure_registry
+  ensure_aptcache
+}
+
+# Every directory under testbed/images with a file `ref` (NAME:TAG) is a test
+# image: built on the base image and pushed to the test registry. A
+# `wheels.txt` beside it lists PyPI requirements downloaded on the host into
+# the build context's wheels/ (installed in the image with --no-index).
+build_test_images() {
+  local d ref
+  for d in "$ARMSTACK_ROOT"/testbed/images/*/; do
+    [ -f "$d/ref" ] || continue
+    ref=$(tr -d ' \n' < "$d/ref")
+    if [ -f "$d/wheels.txt" ]; then
+      download_wheels "$d/wheels" -r "$d/wheels.txt"
+    fi
+    build_test_image "$(basename "$d")" "$ref"
+  done
+}
+
+# start_vm NAME [docker run options...]: a systemd "VM" container of the base
+# image. The one definition of the VM's shape, used by testbed/up and by every
+# molecule scenario (molecule/shared/create.yml): the capabilities it needs one
+# by one (--privileged fails on this test bed), /var/lib/docker as a volume so
+# that a Docker engine inside uses overlay2, /proc/sys writable so that the
+# container's own network sysctls can be set, apt through the apt cache, and two
+# networks: `armstack` (the registry is there) and `armstack-outside` (from
+# which firewall tests play the internet). Waits until systemd is up.
+start_vm() {
+  local name="$1"; shift
+  ensure_networks
+  ensure_aptcache
+  if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" != "true" ]; then
+    docker rm -f -v "$name" >/dev/null 2>&1 || true
+    docker run -d --name "$name" --hostname "$name" \
+      --label armstack.testbed=vm \
+      --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW --cap-add SYS_TIME \
+      --cap-add SYS_NICE --cap-add AUDIT_CONTROL --cap-add AUDIT_READ --cap-add SYS_PTRACE \
+      --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+      --security-opt systempaths=unconfined --cgroupns=host \
+      -v /sys/fs/cgroup:/sys/fs/cgroup:rw -v /var/lib/docker \
+      --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3 \
+      --network "$ARMSTACK_NETWORK" \
+      "$@" "$ARMSTACK_BASE_IMAGE" /lib/systemd/systemd >/dev/null
+    docker network connect "$ARMSTACK_OUTSIDE_NETWORK" "$name"
+    # apt goes through the test bed's apt cache (never part of a real host).
+    docker exec "$name" sh -c 'echo "Acquire::http::Proxy \"http://armstack-aptcache:3142\";" \
+      > /etc/apt/apt.conf.d/01armstack-testbed-proxy'
+  fi
+  local i state
+  for i in $(seq 1 60); do
+    state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running|degraded) return 0 ;; esac
+    sleep 1
+  done
+  die "the VM container $name did not finish booting (systemd says: ${state:-nothing})"
+}
+
+stop_vm() {
+  docker rm -f -v "$1" >/dev/null 2>&1 || true
+}

@@ -1,0 +1,78 @@
+"""Static checks every role must pass: the conventions of STYLE.md made executable.
+
+- every role has meta/argument_specs.yml, defaults/main.yml, README.md and a
+  molecule scenario of its own name;
+- the argument spec and the defaults have the same keys (an option documented
+  but not defaulted, or defaulted but not documented, is a bug either way);
+- every variable a role defines carries its role's prefix (internal ones, in
+  vars/, carry `_<role>_`);
+- every task file names every task.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir()) if (ROOT / "roles").is_dir() else []
+
+
+def _load(path: pathlib.Path):
+    with path.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def test_there_are_roles():
+    assert ROLES, "no roles under roles/"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_role_has_required_files(role: pathlib.Path):
+    for rel in ("meta/argument_specs.yml", "meta/main.yml", "defaults/main.yml", "tasks/main.yml", "README.md"):
+        assert (role / rel).is_file(), f"{role.name}: {rel} is missing"
+    assert (ROOT / "molecule" / role.name / "molecule.yml").is_file(), f"{role.name}: no molecule scenario molecule/{role.name}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_argument_specs_match_defaults(role: pathlib.Path):
+    specs = _load(role / "meta/argument_specs.yml")["argument_specs"]["main"]
+    options = specs.get("options") or {}
+    defaults = _load(role / "defaults/main.yml") or {}
+    documented_only = sorted(set(options) - set(defaults))
+    # An option may be required instead of defaulted.
+    documented_only = [k for k in documented_only if not options[k].get("required")]
+    assert not documented_only, f"{role.name}: documented in argument_specs but not in defaults: {documented_only}"
+    defaulted_only = sorted(set(defaults) - set(options))
+    assert not defaulted_only, f"{role.name}: in defaults but not documented in argument_specs: {defaulted_only}"
+    for name, spec in options.items():
+        assert spec.get("description"), f"{role.name}: option {name} has no description"
+        assert spec.get("type"), f"{role.name}: option {name} has no type"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_variables_carry_the_role_prefix(role: pathlib.Path):
+    prefix = f"{role.name}_"
+    defaults = _load(role / "defaults/main.yml") or {}
+    bad = [k for k in defaults if not k.startswith(prefix)]
+    assert not bad, f"{role.name}: defaults without the prefix {prefix!r}: {bad}"
+    for vars_file in sorted((role / "vars").glob("*.yml")):
+        data = _load(vars_file) or {}
+        bad = [k for k in data if not k.startswith(f"_{prefix}")]
+        assert not bad, f"{role.name}: {vars_file.name} variables must start with _{prefix}: {bad}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_every_task_is_named(role: pathlib.Path):
+    for task_file in sorted(list((role / "tasks").glob("*.yml")) + list((role / "handlers").glob("*.yml"))):
+        for task in _load(task_file) or []:
+            assert task.get("name"), f"{role.name}/{task_file.name}: a task has no name: {task}"
+            assert task["name"][0].isupper(), f"{role.name}/{task_file.name}: task names start uppercase: {task['name']}"
+
+
+def test_site_playbook_runs_every_role():
+    site = (ROOT / "playbooks/site.yml").read_text(encoding="utf-8")
+    missing = [r.name for r in ROLES if f"armstack.deploy.{r.name}" not in site]
+    assert not missing, f"playbooks/site.yml does not run: {missing}"
