@@ -187,7 +187,7 @@ seealso:
     description: The deploy.resources reference of the Compose specification.
     link: https://docs.docker.com/reference/compose-file/deploy/#resources
 author:
-  - armstack.deploy contributors
+  - armstack.deploy contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -204,3 +205,10 @@ def test_merge_entries_later_wins_only_for_set_fields():
 ])
 def test_largest_fitting_workers(available, low, high, expected):
     assert largest_fitting_workers(available, 100, 100, low, high) == expected
+
+
+def test_compose_without_pyyaml(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'yaml', None)  # makes "import yaml" raise ImportError
+    with pytest.raises(MemoryConfigError) as exc:
+        load_compose_yaml(fixture('compose', 'compose.yaml'))
+    assert 'python3-yaml' in str(exc.value) and 'compose_config' in str(exc.value)
