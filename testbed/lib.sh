@@ -287,3 +287,45 @@ build_test_images() {
     done < "$d/ref"
   done
 }
+
+# start_vm NAME [docker run options...]: a systemd "VM" container of the base
+# image. The one definition of the VM's shape, used by testbed/up and by every
+# molecule scenario (molecule/shared/create.yml): the capabilities it needs one
+# by one (--privileged fails on this test bed), /var/lib/docker as a volume so
+# that a Docker engine inside uses overlay2, /proc/sys writable so that the
+# container's own network sysctls can be set, apt through the apt cache, and two
+# networks: `armstack` (the registry is there) and `armstack-outside` (from
+# which firewall tests play the internet). Waits until systemd is up.
+start_vm() {
+  local name="$1"; shift
+  ensure_networks
+  ensure_aptcache
+  if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" != "true" ]; then
+    docker rm -f -v "$name" >/dev/null 2>&1 || true
+    docker run -d --name "$name" --hostname "$name" \
+      --label armstack.testbed=vm \
+      --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW --cap-add SYS_TIME \
+      --cap-add SYS_NICE --cap-add AUDIT_CONTROL --cap-add AUDIT_READ --cap-add SYS_PTRACE \
+      --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+      --security-opt systempaths=unconfined --cgroupns=host \
+      -v /sys/fs/cgroup:/sys/fs/cgroup:rw -v /var/lib/docker \
+      --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3 \
+      --network "$ARMSTACK_NETWORK" \
+      "$@" "$ARMSTACK_BASE_IMAGE" /lib/systemd/systemd >/dev/null
+    docker network connect "$ARMSTACK_OUTSIDE_NETWORK" "$name"
+    # apt goes through the test bed's apt cache (never part of a real host).
+    docker exec "$name" sh -c 'echo "Acquire::http::Proxy \"http://armstack-aptcache:3142\";" \
+      > /etc/apt/apt.conf.d/01armstack-testbed-proxy'
+  fi
+  local i state
+  for i in $(seq 1 60); do
+    state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running|degraded) return 0 ;; esac
+    sleep 1
+  done
+  die "the VM container $name did not finish booting (systemd says: ${state:-nothing})"
+}
+
+stop_vm() {
+  docker rm -f -v "$1" >/dev/null 2>&1 || true
+}
