@@ -92,8 +92,8 @@ ensure_docker() {
     log "starting dockerd (log: /var/log/armstack-dockerd.log)"
     nohup dockerd >/var/log/armstack-dockerd.log 2>&1 &
   fi
-  local i
-  for i in $(seq 1 60); do
+
+  for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && { log "dockerd answers ($(docker info -f '{{.ServerVersion}} {{.Driver}} cgroup v{{.CgroupVersion}}'))"; return 0; }
     sleep 1
   done
@@ -120,41 +120,65 @@ ensure_venv() {
   # collections path that ansible.cfg names.
   local link="$ARMSTACK_CACHE/collections/ansible_collections/armstack/deploy"
   mkdir -p "$(dirname "$link")"
-  [ -L "$link" ] && [ "$(readlink "$link")" = "$ARMSTACK_ROOT" ] || ln -sfn "$ARMSTACK_ROOT" "$link"
+  if [ "$(readlink "$link" 2>/dev/null)" != "$ARMSTACK_ROOT" ]; then ln -sfn "$ARMSTACK_ROOT" "$link"; fi
   export PATH="$ARMSTACK_VENV/bin:$PATH"
   export ANSIBLE_CONFIG="$ARMSTACK_ROOT/ansible.cfg"
 }
 
 # The base image's tag is derived from its recipe, so a changed recipe builds a
-# new image and an unchanged one costs nothing.
+# new image and an unchanged one costs nothing. base_image_tag [arm64]
 base_image_tag() {
-  local h
+  local h suffix=""
   h=$(cat "$ARMSTACK_ROOT/testbed/images/base/"* | sha256sum | cut -c1-12)
-  echo "armstack/debian-vm:12-$h"
+  [ "${1:-}" = arm64 ] && suffix="-arm64"
+  echo "armstack/debian-vm:12${suffix}-$h"
 }
 
+# arm64 under emulation (qemu-user-static + binfmt_misc): systemd, sshd and apt
+# work; netfilter does not (no firewall, no Docker engine inside).
+ensure_arm64_emulation() {
+  apt_install qemu-user-static binfmt-support
+  if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+    _need_root
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  fi
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+  grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || die "qemu-aarch64 is not enabled in binfmt_misc"
+}
+
+# ensure_base_image [arm64]: the VM image for this machine's architecture, or
+# for arm64 under emulation. Exports ARMSTACK_BASE_IMAGE (or ARMSTACK_BASE_IMAGE_ARM64).
 ensure_base_image() {
-  local tag rootfs_tag
-  tag=$(base_image_tag)
-  export ARMSTACK_BASE_IMAGE="$tag"
+  local arch="${1:-native}" tag rootfs_tag debarch="" platform=()
+  if [ "$arch" = arm64 ]; then
+    ensure_arm64_emulation
+    tag=$(base_image_tag arm64)
+    export ARMSTACK_BASE_IMAGE_ARM64="$tag"
+    debarch="--arch=arm64"
+    platform=(--platform linux/arm64)
+  else
+    tag=$(base_image_tag)
+    export ARMSTACK_BASE_IMAGE="$tag"
+  fi
   if docker image inspect "$tag" >/dev/null 2>&1; then
     return 0
   fi
   # The root file system is tagged by its package list, the image by its recipe.
   local pkgs
   pkgs=$(grep -v '^#' "$ARMSTACK_ROOT/testbed/images/base/debootstrap-packages" | paste -sd, -)
-  rootfs_tag="armstack/debian-rootfs:bookworm-$(echo "$pkgs" | sha256sum | cut -c1-8)"
+  rootfs_tag="armstack/debian-rootfs:bookworm${debarch:+-arm64}-$(echo "$pkgs" | sha256sum | cut -c1-8)"
   if ! docker image inspect "$rootfs_tag" >/dev/null 2>&1; then
     # A registry answering (not the case on this test bed) saves the debootstrap.
-    if timeout 60 docker pull -q debian:bookworm >/dev/null 2>&1; then
+    if timeout 60 docker pull -q "${platform[@]}" debian:bookworm >/dev/null 2>&1; then
       docker tag debian:bookworm "$rootfs_tag"
     else
       _need_root
       apt_install debootstrap
       local dir
       dir=$(mktemp -d /var/tmp/armstack-rootfs.XXXXXX)
-      log "debootstrap Debian 12 into $dir (about a minute)"
-      debootstrap --variant=minbase \
+      log "debootstrap Debian 12 ${debarch:-} into $dir (one to three minutes)"
+      # shellcheck disable=SC2086
+      debootstrap --variant=minbase $debarch \
         --include="$pkgs" \
         bookworm "$dir" "$ARMSTACK_DEBIAN_MIRROR" >/var/tmp/armstack-debootstrap.log 2>&1 \
         || { tail -20 /var/tmp/armstack-debootstrap.log >&2; die "debootstrap failed"; }
@@ -162,14 +186,13 @@ ensure_base_image() {
       umount -R "$dir/proc" "$dir/sys" "$dir/dev" 2>/dev/null || true
       mountpoint -q "$dir/proc" && die "$dir/proc is still mounted; not deleting $dir"
       tar -C "$dir" --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* -c . \
-        | docker import - "$rootfs_tag" >/dev/null
+        | docker import "${platform[@]}" - "$rootfs_tag" >/dev/null
       rm -rf --one-file-system "$dir"
     fi
   fi
   log "building $tag"
-  docker build -q --build-arg "ROOTFS=$rootfs_tag" -t "$tag" "$ARMSTACK_ROOT/testbed/images/base" >/dev/null 2>"$ARMSTACK_CACHE/build-base.log" \
+  docker build -q "${platform[@]}" --build-arg "ROOTFS=$rootfs_tag" -t "$tag" "$ARMSTACK_ROOT/testbed/images/base" >/dev/null 2>"$ARMSTACK_CACHE/build-base.log" \
     || { cat "$ARMSTACK_CACHE/build-base.log" >&2; die "building the base image failed"; }
-  docker tag "$tag" armstack/debian-vm:12
 }
 
 ensure_networks() {
@@ -183,12 +206,12 @@ ensure_networks() {
 ensure_registry() {
   # Debian's docker-registry package in a container of the base image: pushed to
   # from the host on 127.0.0.1:5000, pulled from by targets as armstack-registry:5000.
-  ensure_base_image
+  ensure_base_image native
   ensure_networks
   _run_service "$ARMSTACK_REGISTRY_NAME" registry armstack-registry-data:/var/lib/docker-registry \
     -p "127.0.0.1:${ARMSTACK_REGISTRY_PORT}:5000"
-  local i
-  for i in $(seq 1 30); do
+
+  for _ in $(seq 1 30); do
     curl -fsS "http://${ARMSTACK_REGISTRY_PUSH}/v2/" >/dev/null 2>&1 && return 0
     sleep 1
   done
@@ -249,7 +272,7 @@ _run_service() {
 }
 
 ensure_aptcache() {
-  ensure_base_image
+  ensure_base_image native
   ensure_networks
   _run_service armstack-aptcache aptcache armstack-aptcache-data:/var/cache/apt-cacher-ng
 }
@@ -257,7 +280,7 @@ ensure_aptcache() {
 ensure_testbed() {
   ensure_docker
   ensure_venv
-  ensure_base_image
+  ensure_base_image native
   ensure_networks
   ensure_registry
   ensure_aptcache
@@ -311,14 +334,15 @@ start_vm() {
       -v /sys/fs/cgroup:/sys/fs/cgroup:rw -v /var/lib/docker \
       --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3 \
       --network "$ARMSTACK_NETWORK" \
-      "$@" "$ARMSTACK_BASE_IMAGE" /lib/systemd/systemd >/dev/null
+      "$@" "${ARMSTACK_VM_IMAGE:-$ARMSTACK_BASE_IMAGE}" /lib/systemd/systemd >/dev/null
     docker network connect "$ARMSTACK_OUTSIDE_NETWORK" "$name"
     # apt goes through the test bed's apt cache (never part of a real host).
     docker exec "$name" sh -c 'echo "Acquire::http::Proxy \"http://armstack-aptcache:3142\";" \
       > /etc/apt/apt.conf.d/01armstack-testbed-proxy'
   fi
-  local i state
-  for i in $(seq 1 60); do
+  local state
+  # Under arm64 emulation a boot takes a few times longer.
+  for _ in $(seq 1 240); do
     state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) return 0 ;; esac
     sleep 1
