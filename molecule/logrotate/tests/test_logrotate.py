@@ -1,0 +1,67 @@
+"""Behaviour of the logrotate role: size-triggered and forced rotation keep the
+configured number of files; journald runs with the configured caps."""
+
+from __future__ import annotations
+
+import re
+
+
+def sh(host, cmd):
+    result = host.run(cmd)
+    assert result.rc == 0, f"{cmd!r} exited {result.rc}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def rotated(host, directory, base):
+    return sorted(sh(host, f"find {directory} -maxdepth 1 -name '{base}.*' -printf '%f\\n'").split())
+
+
+def test_rules_are_valid_for_logrotate(host):
+    out = host.run("logrotate --debug --state /dev/null /etc/logrotate.conf")
+    assert out.rc == 0, out.stderr
+    assert "/var/log/armstack/*.log" in out.stdout + out.stderr
+
+
+def test_file_past_maxsize_rotates_on_a_normal_run(host):
+    sh(host, "rm -f /var/log/armstack/size.log* && head -c 2000000 /dev/zero > /var/log/armstack/size.log")
+    # Not forced: the daily interval has not passed, maxsize alone triggers it.
+    sh(host, "logrotate /etc/logrotate.conf")
+    assert rotated(host, "/var/log/armstack", "size.log") == ["size.log.1"]
+    assert host.file("/var/log/armstack/size.log").size == 0
+
+
+def test_forced_runs_keep_the_configured_number_of_files(host):
+    sh(host, "rm -f /var/log/armstack/kept.log*")
+    for i in range(7):
+        sh(host, f"echo 'run {i}' > /var/log/armstack/kept.log && logrotate --force /etc/logrotate.conf")
+    kept = rotated(host, "/var/log/armstack", "kept.log")
+    # rotate 4: .1 (delaycompress) and .2.gz .3.gz .4.gz
+    assert kept == ["kept.log.1", "kept.log.2.gz", "kept.log.3.gz", "kept.log.4.gz"], kept
+    # The newest rotated file holds the last run's lines; the oldest kept is run 3 (runs 0-2 are gone).
+    assert host.file("/var/log/armstack/kept.log.1").content_string == "run 6\n"
+    assert "run 3" in sh(host, "zcat /var/log/armstack/kept.log.4.gz")
+
+
+def test_copytruncate_rule_keeps_its_own_count(host):
+    sh(host, "rm -f /var/log/armstack-app/access.log*")
+    for i in range(4):
+        sh(host, f"echo 'hit {i}' >> /var/log/armstack-app/access.log && logrotate --force /etc/logrotate.conf")
+    assert rotated(host, "/var/log/armstack-app", "access.log") == ["access.log.1", "access.log.2.gz"]
+
+
+def test_logrotate_timer_runs_hourly(host):
+    assert host.service("logrotate.timer").is_enabled
+    assert host.service("logrotate.timer").is_running
+    out = sh(host, "systemctl show logrotate.timer -p TimersCalendar --value")
+    assert "OnCalendar=*-*-* *:00:00" in out, out
+
+
+def test_journald_caps_are_live(host):
+    sh(host, "systemctl restart systemd-journald && journalctl --flush")
+    assert host.file("/var/log/journal").is_directory
+    # journald states its limits when it opens the system journal.
+    out = sh(host, "journalctl --boot --unit systemd-journald --output cat --no-pager | grep 'System Journal' | tail -1")
+    assert re.search(r"max 64\.0M", out), out
+    assert sh(host, "systemctl show systemd-journald -p ActiveState --value").strip() == "active"
+    usage = sh(host, "journalctl --disk-usage")
+    assert "take up" in usage
