@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Benchmark: restic (as the backup role runs it) against the old way, a tar.gz
+# full backup every day, and against `cp -a` for restores. Prints figures; it
+# asserts nothing (the goals are printed beside the figures).
+#
+#   bench/backup.sh                 in a throw-away test-bed VM (restic 0.18 from
+#                                   the VM image's pinned Debian 13 package)
+#   bench/backup.sh --here          on this machine (needs restic >= 0.17, python3)
+#   BENCH_SIZE_MB=200 bench/backup.sh   a smaller data set (default 1024)
+#
+# Steps, on a generated data set of mixed file sizes (large incompressible
+# uploads, medium files, many small JSON-like files that compress well):
+#   1. first restic backup (local repository, default compression), timed;
+#   2. change 1 % of the data (rewrite some files, add new ones), incremental
+#      backup, timed; repeated until 7 daily runs exist;
+#   3. repository size after the 7 runs, against 7 tar.gz full backups of the
+#      same 7 daily states (timed, gzip default level);
+#   4. restic restore of the last snapshot against `cp -a` of the data.
+# Page cache is not dropped (a container cannot); both sides of each
+# comparison read warm data, which favours neither.
+# Goals: incremental <= 0.1 x first; storage <= 0.25 x seven tar.gz;
+# restore >= 50 % of cp's speed.
+set -euo pipefail
+
+SIZE_MB="${BENCH_SIZE_MB:-1024}"
+DAYS=7
+
+if [ "${1:-}" != "--here" ]; then
+  # Run this script in a test-bed VM of its own, then remove the VM.
+  # shellcheck source=testbed/lib.sh
+  source "$(dirname "$0")/../testbed/lib.sh"
+  vm=armstack-bench-backup
+  ensure_docker
+  ensure_base_image
+  trap 'stop_vm "$vm"' EXIT
+  start_vm "$vm" >/dev/null
+  log "installing restic in $vm"
+  docker exec "$vm" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq --no-install-recommends restic >/dev/null'
+  docker cp "$0" "$vm:/usr/local/bin/armstack-bench-backup"
+  docker exec -e BENCH_SIZE_MB="$SIZE_MB" "$vm" bash /usr/local/bin/armstack-bench-backup --here
+  exit 0
+fi
+
+command -v restic >/dev/null || { echo "restic is not installed" >&2; exit 1; }
+WORK="${BENCH_DIR:-/var/tmp/armstack-bench-backup}"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+DATA="$WORK/data" REPO="$WORK/repo" TARS="$WORK/tars"
+mkdir -p "$DATA" "$TARS"
+export RESTIC_REPOSITORY="$REPO" RESTIC_PASSWORD="bench-only-not-a-secret" RESTIC_CACHE_DIR="$WORK/cache"
+
+secs() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
+mib() { du -sb "$1" | awk '{printf "%.1f", $1 / 1048576}'; }
+
+# Mixed data: 50 % large random files (photos, archives), 30 % medium files
+# (half random, half text), 20 % small JSON-like text files.
+python3 - "$DATA" "$SIZE_MB" <<'PY'
+import os, random, sys
+root, size = sys.argv[1], int(sys.argv[2]) << 20
+rng = random.Random(42)
+def text(n):
+    out, i = [], 0
+    while sum(map(len, out)) < n:
+        out.append('{"id": %d, "user": "%s", "event": "%s", "amount": %d.%02d}\n' % (
+            rng.randrange(10**9), os.urandom(6).hex(), rng.choice(["login", "upload", "order", "refund", "view"]),
+            rng.randrange(10000), rng.randrange(100)))
+        i += 1
+    return "".join(out).encode()[:n]
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+done = 0
+i = 0
+while done < size * 0.5:
+    n = rng.randrange(5, 40) << 20
+    write(f"{root}/uploads/large-{i:04d}.bin", os.urandom(n)); done += n; i += 1
+target = done + size * 0.3
+while done < target:
+    n = rng.randrange(64 << 10, 2 << 20)
+    data = os.urandom(n) if i % 2 else text(n)
+    write(f"{root}/media/{i % 50:02d}/medium-{i:05d}", data); done += n; i += 1
+while done < size:
+    n = rng.randrange(512, 32 << 10)
+    write(f"{root}/records/{i % 200:03d}/rec-{i:06d}.json", text(n)); done += n; i += 1
+print(f"data set: {i} files, {done / 1048576:.0f} MiB")
+PY
+
+# Change 1 % of the data: rewrite medium files and add new small ones.
+change_one_percent() {
+  python3 - "$DATA" "$1" <<'PY'
+import os, random, sys
+root, day = sys.argv[1], int(sys.argv[2])
+rng = random.Random(day)
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+total = sum(os.path.getsize(f) for f in files)
+budget, changed = total // 100, 0
+for path in rng.sample([f for f in files if "/media/" in f], len(files)):
+    if changed >= budget // 2:
+        break
+    n = os.path.getsize(path)
+    with open(path, "wb") as f:
+        f.write(os.urandom(n))
+    changed += n
+i = 0
+while changed < budget:
+    n = rng.randrange(4 << 10, 256 << 10)
+    path = f"{root}/records/day{day}/new-{i:05d}.json"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(os.urandom(n // 2).hex().encode())
+    changed += n; i += 1
+PY
+}
+
+restic init >/dev/null
+DATA_MIB=$(mib "$DATA")
+t0=$(secs); restic backup --quiet --host bench --tag job:bench "$DATA"; t1=$(secs)
+FIRST=$(elapsed "$t0" "$t1")
+t0=$(secs); tar -C "$WORK" -czf "$TARS/day1.tar.gz" data; t1=$(secs)
+TAR_FIRST=$(elapsed "$t0" "$t1")
+INCREMENTS=()
+for day in $(seq 2 "$DAYS"); do
+  change_one_percent "$day"
+  t0=$(secs); restic backup --quiet --host bench --tag job:bench "$DATA"; t1=$(secs)
+  INCREMENTS+=("$(elapsed "$t0" "$t1")")
+  tar -C "$WORK" -czf "$TARS/day$day.tar.gz" data
+done
+REPO_MIB=$(mib "$REPO")
+TARS_MIB=$(mib "$TARS")
+
+sync
+t0=$(secs); restic restore --quiet latest --target "$WORK/restored"; t1=$(secs)
+RESTORE=$(elapsed "$t0" "$t1")
+t0=$(secs); cp -a "$DATA" "$WORK/copied"; sync; t1=$(secs)
+CP=$(elapsed "$t0" "$t1")
+restic check --quiet >/dev/null && CHECK=passed || CHECK=FAILED
+diff -r "$DATA" "$WORK/restored$DATA" >/dev/null && SAME=identical || SAME=DIFFERENT
+
+python3 - "$DATA_MIB" "$FIRST" "$TAR_FIRST" "$REPO_MIB" "$TARS_MIB" "$RESTORE" "$CP" "$CHECK" "$SAME" "$(restic version)" "${INCREMENTS[@]}" <<'PY'
+import sys
+data, first, tar_first, repo, tars, restore, cp = map(float, sys.argv[1:8])
+check, same, version = sys.argv[8:11]
+incs = [float(x) for x in sys.argv[11:]]
+inc = incs[0]
+print()
+print(f"{version}")
+print(f"data set                          {data:9.1f} MiB")
+print(f"first backup, restic              {first:9.2f} s   ({data / first:.0f} MiB/s)")
+print(f"first backup, tar.gz              {tar_first:9.2f} s")
+print(f"incremental after 1 % change      {inc:9.2f} s   (runs 2-7: {', '.join(f'{x:.2f}' for x in incs)})")
+print(f"  ratio incremental / first       {inc / first:9.3f}     goal <= 0.1   {'met' if inc / first <= 0.1 else 'NOT met'}")
+print(f"repository after 7 daily runs     {repo:9.1f} MiB")
+print(f"7 daily tar.gz full backups       {tars:9.1f} MiB")
+print(f"  ratio restic / tar.gz           {repo / tars:9.3f}     goal <= 0.25  {'met' if repo / tars <= 0.25 else 'NOT met'}")
+print(f"restore, restic                   {restore:9.2f} s   ({data / restore:.0f} MiB/s)")
+print(f"copy, cp -a                       {cp:9.2f} s   ({data / cp:.0f} MiB/s)")
+print(f"  restore speed / cp speed        {cp / restore:9.2f}     goal >= 0.5   {'met' if cp / restore >= 0.5 else 'NOT met'}")
+print(f"restic check: {check}; restored data vs source: {same}")
+PY
