@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Load during rollouts: sends a steady, bounded load (keep-alive and fresh
+# connections mixed) through Caddy while
+#   (a) the backend rolls out to a new release,
+#   (b) the backend rolls out to a release that never becomes ready,
+#   (c) for comparison, a plain `docker compose up -d --force-recreate` of
+#       the serving backend (what a naive deploy does),
+# and prints, per phase: requests sent, non-2xx, connection errors, p50/p99.
+# Figures, not a test: nothing here asserts a time.
+#
+#   bench/rollout.sh                 against the local target (testbed/up)
+#   bench/rollout.sh print-loadgen   print the load generator (Python, stdlib)
+#
+# Settings (environment): TARGET (VM container, default armstack-local),
+# INVENTORY (default inventories/local), RATE (requests/s, default 100),
+# COUNT (requests per phase, default 10000), MAX_SECONDS (per phase, 300),
+# NEW_IMAGE / OLD_IMAGE / BROKEN_IMAGE (image references).
+# The load generator runs inside the target VM and sends only to its own
+# loopback (https://localhost/), so no traffic leaves the test bed.
+set -euo pipefail
+
+read -r -d '' LOADGEN <<'PY' || true
+"""Bounded HTTP(S) load generator (stdlib only) for armstack.deploy's bench.
+
+Sends RATE requests/s (paced, not bursty) from THREADS threads; half the
+threads keep one keep-alive connection each, the other half open a fresh
+connection per request. Stops at --count requests, after --max-seconds, or
+when --stop-file exists (and then only once --min-count were sent). Prints
+one JSON summary line. A keep-alive connection the server closed while idle
+is reopened and the request resent once, as every HTTP client library does
+for idempotent requests (counted as stale_retries, not as an error).
+"""
+import argparse
+import http.client
+import json
+import os
+import ssl
+import threading
+import time
+import urllib.parse
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--url", default="https://localhost/")
+parser.add_argument("--rate", type=float, default=100.0)
+parser.add_argument("--threads", type=int, default=8)
+parser.add_argument("--count", type=int, default=10000)
+parser.add_argument("--min-count", type=int, default=0)
+parser.add_argument("--max-seconds", type=float, default=300.0)
+parser.add_argument("--stop-file", default="")
+parser.add_argument("--cafile", default="")
+parser.add_argument("--insecure", action="store_true")
+parser.add_argument("--timeout", type=float, default=10.0)
+parser.add_argument("--phase", default="load")
+args = parser.parse_args()
+
+url = urllib.parse.urlsplit(args.url)
+host = url.hostname
+if host not in ("localhost", "127.0.0.1", "::1") and not host.startswith("127."):
+    raise SystemExit("refusing to send load to %s: loopback only" % host)
+port = url.port or (443 if url.scheme == "https" else 80)
+path = (url.path or "/") + ("?" + url.query if url.query else "")
+context = None
+if url.scheme == "https":
+    context = ssl.create_default_context(cafile=args.cafile or None)
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+
+lock = threading.Lock()
+stats = {"sent": 0, "ok": 0, "non_2xx": 0, "conn_errors": 0, "stale_retries": 0,
+         "statuses": {}, "errors": {}, "versions": {}}
+latencies = []
+stop = threading.Event()
+start = time.monotonic()
+interval = args.threads / args.rate
+
+
+def connect():
+    if context is not None:
+        return http.client.HTTPSConnection(host, port, timeout=args.timeout, context=context)
+    return http.client.HTTPConnection(host, port, timeout=args.timeout)
+
+
+def claim():
+    with lock:
+        if stats["sent"] >= args.count:
+            return False
+        stats["sent"] += 1
+        return True
+
+
+def one_request(conn, reused):
+    conn.request("GET", path, headers={"Connection": "keep-alive" if reused is not None else "close"})
+    response = conn.getresponse()
+    body = response.read()
+    return response, body
+
+
+def worker(keepalive):
+    conn = None
+    used = False
+    next_at = time.monotonic()
+    while not stop.is_set():
+        now = time.monotonic()
+        if next_at > now:
+            time.sleep(next_at - now)
+        next_at += interval
+        if not claim():
+            break
+        t0 = time.monotonic()
+        try:
+            if conn is None:
+                conn, used = connect(), False
+            try:
+                response, body = one_request(conn, True if keepalive else None)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest):
+                if not (keepalive and used):
+                    raise
+                # The server closed the idle keep-alive connection first.
+                conn.close()
+                conn, used = connect(), False
+                with lock:
+                    stats["stale_retries"] += 1
+                response, body = one_request(conn, True)
+            used = True
+            elapsed = time.monotonic() - t0
+            with lock:
+                latencies.append(elapsed)
+                code = str(response.status)
+                stats["statuses"][code] = stats["statuses"].get(code, 0) + 1
+                if 200 <= response.status < 300:
+                    stats["ok"] += 1
+                    version = response.getheader("X-App-Version", "?")
+                    stats["versions"][version] = stats["versions"].get(version, 0) + 1
+                else:
+                    stats["non_2xx"] += 1
+            if not keepalive or response.will_close:
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException) as exc:
+            with lock:
+                stats["conn_errors"] += 1
+                name = type(exc).__name__
+                stats["errors"][name] = stats["errors"].get(name, 0) + 1
+            if conn is not None:
+                conn.close()
+            conn = None
+
+
+threads = [threading.Thread(target=worker, args=(i % 2 == 0,), daemon=True) for i in range(args.threads)]
+for thread in threads:
+    thread.start()
+while any(t.is_alive() for t in threads):
+    elapsed = time.monotonic() - start
+    if elapsed > args.max_seconds:
+        stop.set()
+    if args.stop_file and os.path.exists(args.stop_file) and stats["sent"] >= args.min_count:
+        stop.set()
+    time.sleep(0.1)
+for thread in threads:
+    thread.join()
+
+latencies.sort()
+
+
+def pct(p):
+    if not latencies:
+        return None
+    return round(latencies[min(len(latencies) - 1, int(p / 100.0 * len(latencies)))] * 1000, 1)
+
+
+duration = time.monotonic() - start
+stats.update({
+    "phase": args.phase,
+    "seconds": round(duration, 1),
+    "rate": round(stats["sent"] / duration, 1) if duration else 0,
+    "p50_ms": pct(50), "p99_ms": pct(99),
+    "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
+})
+stats["failed"] = stats["non_2xx"] + stats["conn_errors"]
+print(json.dumps(stats, sort_keys=True))
+PY
+
+if [ "${1:-}" = print-loadgen ]; then
+  printf '%s\n' "$LOADGEN"
+  exit 0
+fi
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TARGET="${TARGET:-armstack-local}"
+INVENTORY="${INVENTORY:-$ROOT/inventories/local}"
+RATE="${RATE:-100}"
+COUNT="${COUNT:-10000}"
+MAX_SECONDS="${MAX_SECONDS:-300}"
+REGISTRY="${REGISTRY:-armstack-registry:5000}"
+OLD_IMAGE="${OLD_IMAGE:-$REGISTRY/armstack/backend:1.0.0}"
+NEW_IMAGE="${NEW_IMAGE:-$REGISTRY/armstack/backend:1.1.0}"
+BROKEN_IMAGE="${BROKEN_IMAGE:-$REGISTRY/armstack/backend:broken}"
+PROJECT="${PROJECT:-armstack}"
+RESULTS="$ROOT/bench/results"
+mkdir -p "$RESULTS"
+
+# shellcheck source=testbed/lib.sh
+source "$ROOT/testbed/lib.sh"
+ensure_venv
+docker inspect -f '{{.State.Running}}' "$TARGET" 2>/dev/null | grep -q true \
+  || die "the target $TARGET is not running: start it with testbed/up (or set TARGET)"
+
+# The play that deploys the backend: site.yml once it runs the role, else
+# the molecule scenario's converge (the same role, the same way).
+PLAYBOOK=("$ROOT/playbooks/site.yml" --tags backend)
+grep -q 'armstack.deploy.backend' "$ROOT/playbooks/site.yml" || PLAYBOOK=("$ROOT/molecule/backend/converge.yml")
+deploy() {
+  ansible-playbook -i "$INVENTORY" "${PLAYBOOK[@]}" -e "backend_image=$1" \
+    >"$RESULTS/deploy-$2.log" 2>&1
+}
+
+# load PHASE CMD...: run the load generator in the target while CMD runs;
+# the load goes on until COUNT requests were sent (at least), then stops.
+load() {
+  local phase="$1"; shift
+  local stop="/tmp/armstack-bench-stop" out="$RESULTS/$phase.json" rc=0
+  docker exec "$TARGET" rm -f "$stop"
+  docker exec "$TARGET" sh -c "cat > /tmp/armstack-loadgen.py" <<<"$LOADGEN"
+  docker exec "$TARGET" sh -c "docker exec $PROJECT-caddy-1 cat /data/caddy/pki/authorities/local/root.crt > /tmp/armstack-bench-ca.crt 2>/dev/null || true"
+  docker exec "$TARGET" python3 /tmp/armstack-loadgen.py --phase "$phase" --url https://localhost/ \
+    --rate "$RATE" --count "$COUNT" --min-count "$COUNT" --max-seconds "$MAX_SECONDS" \
+    --stop-file "$stop" --insecure >"$out" &
+  local pid=$!
+  sleep 3
+  log "$phase: $*"
+  "$@" || rc=$?
+  log "$phase: done (rc=$rc), load continues to $COUNT requests"
+  docker exec "$TARGET" touch "$stop"
+  wait "$pid" || true
+  echo "$rc" > "$RESULTS/$phase.rc"
+}
+
+plain_recreate() {
+  local active
+  active=$(docker exec "$TARGET" sh -c "python3 -c 'import json;print(json.load(open(\"/opt/$PROJECT/release.json\"))[\"active\"])'")
+  docker exec "$TARGET" sh -c "cd /opt/$PROJECT && docker compose --profile $active up -d --force-recreate --no-deps backend_$active" \
+    >"$RESULTS/deploy-plain.log" 2>&1
+}
+
+log "bench: $RATE req/s, $COUNT requests per phase, target $TARGET"
+deploy "$OLD_IMAGE" prepare || die "deploying $OLD_IMAGE failed (see $RESULTS/deploy-prepare.log)"
+load rollout-new deploy "$NEW_IMAGE" new
+load rollout-broken deploy "$BROKEN_IMAGE" broken
+load plain-recreate plain_recreate
+
+printf '\n%-16s %8s %8s %8s %11s %8s %8s %8s  %s\n' phase sent non2xx connerr stale-retry p50_ms p99_ms max_ms "deploy rc"
+for phase in rollout-new rollout-broken plain-recreate; do
+  python3 - "$RESULTS/$phase.json" "$(cat "$RESULTS/$phase.rc")" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("%-16s %8d %8d %8d %11d %8s %8s %8s  %s  %s" % (
+    s["phase"], s["sent"], s["non_2xx"], s["conn_errors"], s["stale_retries"],
+    s["p50_ms"], s["p99_ms"], s["max_ms"], sys.argv[2], json.dumps(s["versions"])))
+PY
+done
+echo "(rollout-broken is expected to end with deploy rc != 0: the play fails, the old release keeps serving)"
