@@ -210,7 +210,7 @@ docker inspect -f '{{.State.Running}}' "$TARGET" 2>/dev/null | grep -q true \
 # The play that deploys the backend: site.yml once it runs the role, else
 # the molecule scenario's converge (the same role, the same way).
 PLAYBOOK=("$ROOT/playbooks/site.yml" --tags backend)
-grep -q 'armstack.deploy.backend' "$ROOT/playbooks/site.yml" || PLAYBOOK=("$ROOT/molecule/backend/converge.yml")
+grep -q 'armstack.deploy.backend' "$ROOT/playbooks/site.yml" || PLAYBOOK=("$ROOT/molecule/backend/deploy.yml")
 deploy() {
   ansible-playbook -i "$INVENTORY" "${PLAYBOOK[@]}" -e "backend_image=$1" \
     >"$RESULTS/deploy-$2.log" 2>&1

@@ -37,7 +37,7 @@ def playbook(path, extra_vars=None):
 
 
 def converge(extra_vars=None):
-    return playbook(os.path.join(SCENARIO, "converge.yml"), extra_vars)
+    return playbook(os.path.join(SCENARIO, "deploy.yml"), extra_vars)
 
 
 def fetch_ca(host):
