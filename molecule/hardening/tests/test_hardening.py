@@ -136,9 +136,14 @@ def test_ssh_audit_has_no_failures(client, vm_ip):
     print("ssh-audit exit code:", res.returncode)
     print("\n".join(line for line in out.splitlines() if line.startswith("(") or "[" in line))
     assert not fails, "\n".join(fails)
-    # ssh-audit 2.5 (2021) predates the Terrapin fix: OpenSSH itself adds the
-    # strict-KEX marker, which that release reports as an unknown algorithm.
-    unexplained = [w for w in warns if "kex-strict-" not in w]
+    # Two warnings stay, both ssh-audit 2.5 (2021) being older than the server:
+    # - kex-strict-s-v00@openssh.com: the Terrapin countermeasure marker OpenSSH
+    #   adds itself (2023), unknown to that release;
+    # - sntrup761x25519-sha512@openssh.com "experimental": the post-quantum
+    #   hybrid KEX has been OpenSSH's default since 9.0 (2022); later ssh-audit
+    #   releases no longer warn. Dropping it would give up post-quantum KEX.
+    allowed = ("kex-strict-s-v00@openssh.com", "sntrup761x25519-sha512@openssh.com")
+    unexplained = [w for w in warns if not w.split()[1].startswith(allowed)]
     assert not unexplained, "\n".join(unexplained)
 
 
@@ -212,12 +217,17 @@ def test_network_sysctls_are_live(host):
         assert host.file("/proc/sys/" + key.replace(".", "/")).content_string.split() == [value], key
 
 
-def test_kernel_wide_sysctls_are_written(host):
+def test_kernel_wide_sysctls_are_written(host, skipped_here):
     content = host.file("/etc/sysctl.d/90-armstack-hardening.conf").content_string
+    left_out = re.search(r"^# Keys this kernel lacks were left out: (.*)\.$", content, re.M).group(1).split(", ")
     for key, value in {**LIVE_NET, **FILE_ONLY}.items():
-        assert f"{key} = {value}" in content, key
-    print("SKIPPED HERE: kernel-wide sysctls (kernel.*, fs.*, vm.*) belong to the container's host; "
-          "checked in the file, not live")
+        if host.file("/proc/sys/" + key.replace(".", "/")).exists:
+            assert f"{key} = {value}" in content, key
+        else:
+            # e.g. kernel.yama.ptrace_scope on a kernel built without Yama: skipped, not failed.
+            assert key in left_out, key
+    skipped_here("kernel-wide sysctls (kernel.*, fs.*, vm.*) belong to the container's host; "
+                 "checked in /etc/sysctl.d, not live")
 
 
 # --- Services ------------------------------------------------------------------
@@ -250,7 +260,7 @@ def test_login_defaults_and_modules(host):
     assert host.file("/etc/security/limits.d/90-armstack-no-core.conf").contains("hard core 0")
 
 
-def test_auditd_rules(host):
+def test_auditd_rules(host, skipped_here):
     rules = host.file("/etc/audit/rules.d/50-armstack.rules")
     assert rules.exists
     host.run_expect([0], "/usr/local/libexec/armstack/check-audit-rules /etc/audit/rules.d/50-armstack.rules")
@@ -259,8 +269,8 @@ def test_auditd_rules(host):
         assert key in merged, key
     loaded = host.run("auditctl -l")
     if loaded.rc != 0 or "No rules" in loaded.stdout:
-        print("SKIPPED HERE: audit rules cannot be loaded in a container (auditctl: "
-              f"{(loaded.stderr or loaded.stdout).strip()}); rules checked statically and merged by augenrules")
+        skipped_here("audit rules cannot be loaded and auditd cannot run in a container (auditctl: "
+                     f"{(loaded.stderr or loaded.stdout).strip()}); rules checked statically and merged by augenrules")
     else:
         assert "-k identity" in loaded.stdout
 
@@ -311,7 +321,7 @@ def test_lockout_guard_refuses_without_a_key_and_changes_nothing(host):
 def test_lockout_guard_refuses_root_as_admin(host):
     res = _playbook("-e", json.dumps({"hardening_ssh_admin_user": "root"}))
     assert res.returncode != 0
-    assert "LOCK-OUT GUARD" in res.stdout and "changed=0" in res.stdout
+    assert "LOCK-OUT GUARD" in res.stdout + res.stderr and "changed=0" in res.stdout
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -320,10 +330,10 @@ def test_lockout_guard_refuses_root_as_admin(host):
     ({"hardening_firewall_allowed_sources": ["10.0.0.0/33"]}, "10.0.0.0/33"),
     ({"hardening_firewall_allowed_sources": ["office"]}, "office"),
     ({"hardening_ssh_port": "ssh"}, "hardening_ssh_port"),
-    ({"hardening_docker_host": "perhaps"}, "hardening_docker_host"),
 ])
 def test_bad_input_fails_validation(extra, message):
-    res = _playbook("-e", json.dumps(extra))
+    # No fact gathering: validation must fail before anything else runs.
+    res = _playbook("-e", json.dumps(extra), "-e", "armstack_gather_facts=false")
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert message in out, out[-2000:]
