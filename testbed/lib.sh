@@ -149,13 +149,16 @@ ensure_arm64_emulation() {
 # ensure_base_image [arm64]: the VM image for this machine's architecture, or
 # for arm64 under emulation. Exports ARMSTACK_BASE_IMAGE (or ARMSTACK_BASE_IMAGE_ARM64).
 ensure_base_image() {
-  local arch="${1:-native}" tag rootfs_tag debarch="" platform=()
+  local arch="${1:-native}" tag rootfs_tag debarch=""
   if [ "$arch" = arm64 ]; then
     ensure_arm64_emulation
     tag=$(base_image_tag arm64)
     export ARMSTACK_BASE_IMAGE_ARM64="$tag"
     debarch="--arch=arm64"
-    platform=(--platform linux/arm64)
+    # Docker 20.10 records no architecture on `docker import` (that needs its
+    # experimental mode), so the arm64 images are labelled amd64; binfmt_misc
+    # runs their aarch64 binaries all the same (uname -m says aarch64), and
+    # the legacy builder cannot build FROM them for another platform.
   else
     tag=$(base_image_tag)
     export ARMSTACK_BASE_IMAGE="$tag"
@@ -169,7 +172,7 @@ ensure_base_image() {
   rootfs_tag="armstack/debian-rootfs:bookworm${debarch:+-arm64}-$(echo "$pkgs" | sha256sum | cut -c1-8)"
   if ! docker image inspect "$rootfs_tag" >/dev/null 2>&1; then
     # A registry answering (not the case on this test bed) saves the debootstrap.
-    if timeout 60 docker pull -q "${platform[@]}" debian:bookworm >/dev/null 2>&1; then
+    if [ "$arch" != arm64 ] && timeout 60 docker pull -q debian:bookworm >/dev/null 2>&1; then
       docker tag debian:bookworm "$rootfs_tag"
     else
       _need_root
@@ -186,13 +189,33 @@ ensure_base_image() {
       umount -R "$dir/proc" "$dir/sys" "$dir/dev" 2>/dev/null || true
       mountpoint -q "$dir/proc" && die "$dir/proc is still mounted; not deleting $dir"
       tar -C "$dir" --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* -c . \
-        | docker import "${platform[@]}" - "$rootfs_tag" >/dev/null
+        | docker import - "$rootfs_tag" >/dev/null
       rm -rf --one-file-system "$dir"
     fi
   fi
   log "building $tag"
-  docker build -q "${platform[@]}" --build-arg "ROOTFS=$rootfs_tag" -t "$tag" "$ARMSTACK_ROOT/testbed/images/base" >/dev/null 2>"$ARMSTACK_CACHE/build-base.log" \
-    || { cat "$ARMSTACK_CACHE/build-base.log" >&2; die "building the base image failed"; }
+  if [ "$arch" = arm64 ]; then
+    # Docker 20.10's legacy builder loses the platform of intermediate images
+    # ("does not match the specified platform"), so the arm64 image runs the
+    # same recipe as the Dockerfile by hand: setup script, then commit.
+    local cid
+    cid=$(docker create -e container=docker "$rootfs_tag" sh -c '
+      set -e; cp /tmp/armstack-base/debootstrap-packages /tmp/
+      sh /tmp/armstack-base/armstack-testbed.sh
+      cp /tmp/armstack-base/ssh-hostkeys.service /etc/systemd/system/
+      systemctl enable ssh-hostkeys.service ssh.service
+      rm -rf /tmp/armstack-base /tmp/debootstrap-packages')
+    docker cp "$ARMSTACK_ROOT/testbed/images/base" "$cid:/tmp/armstack-base"
+    docker start -a "$cid" >"$ARMSTACK_CACHE/build-base-arm64.log" 2>&1 \
+      || { docker rm -f "$cid" >/dev/null; cat "$ARMSTACK_CACHE/build-base-arm64.log" >&2; die "building the arm64 base image failed"; }
+    # (commit knows no STOPSIGNAL: start_vm passes --stop-signal itself)
+    docker commit --change 'ENV container=docker LANG=C.UTF-8' \
+      --change 'CMD ["/lib/systemd/systemd"]' "$cid" "$tag" >/dev/null
+    docker rm "$cid" >/dev/null
+  else
+    docker build -q --build-arg "ROOTFS=$rootfs_tag" -t "$tag" "$ARMSTACK_ROOT/testbed/images/base" >/dev/null 2>"$ARMSTACK_CACHE/build-base.log" \
+      || { cat "$ARMSTACK_CACHE/build-base.log" >&2; die "building the base image failed"; }
+  fi
 }
 
 ensure_networks() {
