@@ -13,6 +13,7 @@
 #
 # Settings (environment): TARGET (VM container, default armstack-local),
 # INVENTORY (default inventories/local), RATE (requests/s, default 100),
+# THREADS (default 16; half keep-alive, half a new connection per request),
 # COUNT (requests per phase, default 10000), MAX_SECONDS (per phase, 300),
 # NEW_IMAGE / OLD_IMAGE / BROKEN_IMAGE (image references).
 # The load generator runs inside the target VM and sends only to its own
@@ -108,18 +109,21 @@ def worker(keepalive):
         if not claim():
             break
         t0 = time.monotonic()
+        kind = "connect"
         try:
             if conn is None:
                 conn, used = connect(), False
+            kind = "reused" if used else "fresh"
             try:
                 response, body = one_request(conn, True if keepalive else None)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
                     http.client.CannotSendRequest):
                 if not (keepalive and used):
                     raise
-                # The server closed the idle keep-alive connection first.
+                # The server closed the idle keep-alive connection as we
+                # reused it (RFC 9112 9.3.1): reopen and resend once.
                 conn.close()
-                conn, used = connect(), False
+                conn, used, kind = connect(), False, "retry"
                 with lock:
                     stats["stale_retries"] += 1
                 response, body = one_request(conn, True)
@@ -141,7 +145,9 @@ def worker(keepalive):
         except (OSError, http.client.HTTPException) as exc:
             with lock:
                 stats["conn_errors"] += 1
-                name = type(exc).__name__
+                # What failed, and on which connection: a new one (connect,
+                # fresh), a reused keep-alive one, or the resend (retry).
+                name = "%s on %s connection" % (type(exc).__name__, kind)
                 stats["errors"][name] = stats["errors"].get(name, 0) + 1
             if conn is not None:
                 conn.close()
@@ -192,6 +198,7 @@ TARGET="${TARGET:-armstack-local}"
 INVENTORY="${INVENTORY:-$ROOT/inventories/local}"
 RATE="${RATE:-100}"
 COUNT="${COUNT:-10000}"
+THREADS="${THREADS:-16}"
 MAX_SECONDS="${MAX_SECONDS:-300}"
 REGISTRY="${REGISTRY:-armstack-registry:5000}"
 OLD_IMAGE="${OLD_IMAGE:-$REGISTRY/armstack/backend:1.0.0}"
@@ -223,10 +230,10 @@ load() {
   local stop="/tmp/armstack-bench-stop" out="$RESULTS/$phase.json" rc=0
   docker exec "$TARGET" rm -f "$stop"
   docker exec "$TARGET" sh -c "cat > /tmp/armstack-loadgen.py" <<<"$LOADGEN"
-  docker exec "$TARGET" sh -c "docker exec $PROJECT-caddy-1 cat /data/caddy/pki/authorities/local/root.crt > /tmp/armstack-bench-ca.crt 2>/dev/null || true"
+  docker exec "$TARGET" sh -c "docker exec $PROJECT-caddy-1 cat /data/caddy/pki/authorities/local/root.crt > /tmp/armstack-bench-ca.crt"
   docker exec "$TARGET" python3 /tmp/armstack-loadgen.py --phase "$phase" --url https://localhost/ \
     --rate "$RATE" --count "$COUNT" --min-count "$COUNT" --max-seconds "$MAX_SECONDS" \
-    --stop-file "$stop" --insecure >"$out" &
+    --threads "$THREADS" --stop-file "$stop" --cafile /tmp/armstack-bench-ca.crt >"$out" &
   local pid=$!
   sleep 3
   log "$phase: $*"
