@@ -99,7 +99,9 @@ rng = random.Random(day)
 files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
 total = sum(os.path.getsize(f) for f in files)
 budget, changed = total // 100, 0
-for path in rng.sample([f for f in files if "/media/" in f], len(files)):
+media = [f for f in files if "/media/" in f]
+rng.shuffle(media)
+for path in media:
     if changed >= budget // 2:
         break
     n = os.path.getsize(path)

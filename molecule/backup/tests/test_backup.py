@@ -15,7 +15,6 @@ import shlex
 import subprocess
 import time
 
-import pytest
 
 RUNNER = "/usr/local/sbin/armstack-backup"
 METRICS = "/var/lib/node_exporter/textfile"
@@ -189,16 +188,16 @@ def test_failing_dump_fails_the_job_and_stores_nothing(host):
 
 def test_backup_killed_with_sigkill_recovers(host):
     """SIGKILL mid-run: OnFailure= records it, the next run succeeds, restic check passes."""
-    sh(host, "for i in $(seq 1 4); do head -c 10485760 /dev/urandom > /srv/bigdata/blob-$i.bin; done")
+    sh(host, "for i in $(seq 1 8); do head -c 10485760 /dev/urandom > /srv/bigdata/blob-$i.bin; done")
     sh(host, "systemctl start --no-block armstack-backup.service")
-    for _ in range(600):
-        if host.run("pgrep -f 'restic.* backup .*/srv/bigdata'").rc == 0:
+    # Kill as soon as restic reads /srv/bigdata ("[r]" keeps pgrep's own shell from matching).
+    killed = False
+    for _ in range(1200):
+        if host.run("pgrep -f '[r]estic backup .*/srv/bigdata' && systemctl kill --signal=SIGKILL armstack-backup.service").rc == 0:
+            killed = True
             break
         time.sleep(0.1)
-    else:
-        pytest.fail("the backup of /srv/bigdata never started")
-    time.sleep(0.5)
-    sh(host, "systemctl kill --signal=SIGKILL armstack-backup.service")
+    assert killed, "the backup of /srv/bigdata was never seen running"
     for _ in range(100):
         state = sh(host, "systemctl show armstack-backup.service -p ActiveState --value").stdout.strip()
         if state in ("failed", "inactive"):
@@ -215,6 +214,15 @@ def test_backup_killed_with_sigkill_recovers(host):
     assert metric(host, "bigdata", "armstack_backup_last_exit_code") == 0
     for repo in ("local", "offsite"):
         sh(host, f"{RUNNER} restic {repo} check --read-data")
+
+
+def test_failure_handler_starts_containers_a_killed_run_left_stopped(host):
+    """A run killed while `quiesce` had the app stopped: the OnFailure= handler starts it again."""
+    sh(host, "docker stop app && echo '[\"app\"]' > /var/lib/armstack-backup/stopped-containers.json")
+    assert sh(host, "docker inspect -f '{{.State.Running}}' app").stdout.strip() == "false"
+    sh(host, f"{RUNNER} record-failure armstack-backup.service")
+    assert sh(host, "docker inspect -f '{{.State.Running}}' app").stdout.strip() == "true"
+    assert not host.file("/var/lib/armstack-backup/stopped-containers.json").exists
 
 
 def test_restore_drill_compares_checksums(host):
