@@ -409,7 +409,9 @@ class Assertions(object):
         for index, item in enumerate(params['json_assertions'] or []):
             if item.get('equals') is not None and item.get('regex') is not None:
                 raise ConfigError('json_assertions[%d]: give equals or regex, not both' % index)
-            self.json.append(item)
+            # A copy: the compiled query must not end up in the module's own
+            # parameters, which Ansible serialises into the result (invocation).
+            self.json.append(dict(item))
         if self.json:
             self._compile_json()
 

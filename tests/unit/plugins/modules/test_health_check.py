@@ -657,3 +657,17 @@ def test_container_without_docker(run_module, short_tmp):
     result = run_module(health_check, dict(container='app', docker_socket=path, retries=0, **FAST),
                         expect_failure=True)
     assert 'Docker Engine API' in result['msg'] and path in result['msg']
+
+
+def test_json_assertions_leave_the_module_parameters_serialisable():
+    """Ansible serialises the module's parameters into the result: compiled
+    JMESPath queries must not be written into them (seen on a real VM as
+    "Value of unknown type: jmespath ParsedResult")."""
+    params = {
+        'status_code': [200], 'body_regex': None,
+        'json_assertions': [{'query': 'status', 'equals': 'ok', 'regex': None},
+                            {'query': 'version', 'equals': None, 'regex': '^1\\.'}],
+    }
+    before = json.dumps(params, sort_keys=True)
+    health_check.Assertions(params)
+    assert json.dumps(params, sort_keys=True) == before
