@@ -257,7 +257,7 @@ build_test_image() {
   local dir="$1" ref="$2"; shift 2
   local h local_tag
   h=$( (cd "$ARMSTACK_ROOT/testbed/images/$dir" && find . -path ./wheels -prune -o -type f -print0 | sort -z | xargs -0 sha256sum; echo "$ARMSTACK_BASE_IMAGE" "$*") | sha256sum | cut -c1-12)
-  local_tag="armstack/${ref%%:*}:build-$h"
+  local_tag="${ref%%:*}:build-$h"
   if ! docker image inspect "$local_tag" >/dev/null 2>&1; then
     log "building image $ref from testbed/images/$dir"
     docker build -q --build-arg "BASE=$ARMSTACK_BASE_IMAGE" "$@" -t "$local_tag" "$ARMSTACK_ROOT/testbed/images/$dir" >/dev/null 2>"$ARMSTACK_CACHE/build-$dir.log" \
@@ -273,7 +273,8 @@ download_wheels() {
   mkdir -p "$dest"
   "$ARMSTACK_VENV/bin/pip" download -q --only-binary=:all: --python-version 3.11 \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform any \
-    -d "$dest" "$@"
+    -d "$dest" "$@" 2>>"$ARMSTACK_CACHE/pip.log" \
+    || { tail -20 "$ARMSTACK_CACHE/pip.log" >&2; die "pip download $* failed"; }
 }
 
 # run_service NAME IMAGE_DIR PORT VOLUME:PATH: a long-running helper container
