@@ -256,7 +256,7 @@ def test_unattended_upgrades_security_origin_matches(host):
 
 def test_time_and_journald(host):
     assert host.service("chrony").is_enabled
-    assert "SystemMaxUse=200M" in host.file("/etc/systemd/journald.conf.d/50-armstack.conf").content_string
+    assert "SystemMaxUse=200M" in host.file("/etc/systemd/journald.conf.d/40-armstack-hardening.conf").content_string
     assert host.file("/var/log/journal").is_directory
 
 
