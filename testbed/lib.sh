@@ -90,7 +90,10 @@ ensure_docker() {
   fi
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd (log: /var/log/armstack-dockerd.log)"
-    nohup dockerd >/var/log/armstack-dockerd.log 2>&1 &
+    # In its own session and not a job of this shell: a caller that waits for
+    # its own background jobs (testbed/test runs scenarios side by side) must
+    # never wait for the engine, which outlives it.
+    setsid -f dockerd </dev/null >/var/log/armstack-dockerd.log 2>&1
   fi
 
   for _ in $(seq 1 60); do
