@@ -59,6 +59,21 @@ def wait_healthy(host, container):
     assert cmd.rc == 0, "%s did not become healthy" % container
 
 
+def wait_serving(host):
+    """Waits (bounded) until Caddy completes a TLS handshake and answers.
+
+    A new Caddy container accepts connections before it has loaded its
+    certificates from the data volume; in that moment a handshake ends in
+    "tlsv1 alert internal error". Rollouts never recreate Caddy; a recreate
+    (an image upgrade) costs this moment, which the test waits out.
+    """
+    fetch_ca(host)
+    cmd = host.run(
+        "for i in $(seq 1 60); do curl -sS --fail --max-time 5 --cacert %s https://localhost/health >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1",
+        CA)
+    assert cmd.rc == 0, "Caddy did not serve https://localhost/health within 60 s"
+
+
 def version(host):
     return json.loads(get(host, "/"))["version"]
 
@@ -177,6 +192,7 @@ def test_certificates_survive_a_caddy_recreate(host):
     old_id = host.check_output("docker inspect -f '{{.Id}}' armstack-caddy-1")
     host.run_expect([0], "cd %s && docker compose up -d --force-recreate --no-deps caddy" % PROJECT_DIR)
     assert host.check_output("docker inspect -f '{{.Id}}' armstack-caddy-1") != old_id
+    wait_serving(host)
     assert version(host) == "1.1.0"
     assert host.check_output(fingerprint) == before
     assert host.check_output("docker exec armstack-caddy-1 sha256sum /data/caddy/pki/authorities/local/root.crt") == root_before
