@@ -272,6 +272,8 @@ def test_login_defaults_and_modules(host):
     for mod in ("cramfs", "dccp", "sctp"):
         assert f"install {mod} /bin/false" in mods
     assert host.file("/etc/security/limits.d/90-armstack-no-core.conf").contains("hard core 0")
+    # Live: a login session may not raise its core size above 0.
+    assert host.check_output("sudo -u debian -i bash -c 'ulimit -Hc; ulimit -Sc'").split() == ["0", "0"]
 
 
 def test_auditd_rules(host, skipped_here):
