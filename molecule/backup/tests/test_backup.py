@@ -168,6 +168,58 @@ def test_postgres_dump_round_trips(host):
     assert before.startswith("5000|")
 
 
+def sqlite(host, sql):
+    return sh(host, f"docker exec sq sqlite3 /data/app.db {shlex.quote(sql)}").stdout.strip()
+
+
+def test_sqlite_dump_round_trips(host):
+    query = "SELECT count(*), sum(id * id), sum(length(body)) FROM notes"
+    before = sqlite(host, query)
+    assert before.startswith("500|")
+    sh(host, f"{RUNNER} backup sqlite")
+    sqlite(host, "DELETE FROM notes WHERE id % 2 = 0; UPDATE notes SET body = 'lost'; CREATE TABLE junk (x int)")
+    assert sqlite(host, query) != before
+    proc = playbook("restore.yml", "-e", "backup_restore_job=sqlite")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sqlite(host, query) == before
+    assert sqlite(host, "SELECT count(*) FROM sqlite_master WHERE name = 'junk'") == "0"
+    assert sqlite(host, "PRAGMA integrity_check") == "ok"
+    # The restore loads into a new file renamed over the old one: nothing left beside it.
+    assert not host.file("/var/lib/docker/volumes/sqdata/_data/app.db.restoring").exists
+
+
+def test_redis_dump_round_trips_through_a_new_server(host):
+    """Redis has no in-place restore: the .rdb goes to a target and a new server loads it."""
+    def redis(container, *args):
+        return sh(host, " ".join(["docker", "exec", container, "redis-cli", *map(shlex.quote, args)])).stdout.strip()
+
+    redis("redis", "SET", "marker", "before-backup")
+    keys = int(redis("redis", "DBSIZE"))
+    assert keys >= 1003
+    sh(host, f"{RUNNER} backup redis")
+    redis("redis", "FLUSHALL")
+    # In place is refused with the reason, before anything is touched.
+    refused = sh(host, f"{RUNNER} restore redis", ok=False)
+    assert refused.rc != 0 and "restore to a --target" in refused.stderr
+    target = "/var/tmp/restore-redis"
+    sh(host, f"rm -rf {target}")
+    proc = playbook("restore.yml", "-e", "backup_restore_job=redis", "-e", f"backup_restore_target={target}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sh(host, f"docker run --rm --user 0 -v {target}:/restore armstack-registry:5000/armstack/redis:7 redis-check-rdb /restore/redis.rdb")
+    sh(host, "docker rm -f redis-restored >/dev/null 2>&1 || true")
+    sh(host, f"docker run -d --name redis-restored --user 0 -v {target}:/data armstack-registry:5000/armstack/redis:7"
+             " redis-server --dir /data --dbfilename redis.rdb --save ''")
+    try:
+        sh(host, "for i in $(seq 1 30); do docker exec redis-restored redis-cli ping | grep -q PONG && exit 0; sleep 1; done; exit 1")
+        assert int(redis("redis-restored", "DBSIZE")) == keys
+        assert redis("redis-restored", "GET", "marker") == "before-backup"
+        assert redis("redis-restored", "GET", "key:777") == "value-777"
+        assert redis("redis-restored", "HGET", "user:1", "plan") == "pro"
+        assert redis("redis-restored", "LRANGE", "queue", "0", "-1").split() == ["a", "b", "c"]
+    finally:
+        sh(host, f"docker rm -f redis-restored >/dev/null; rm -rf {target}")
+
+
 def test_failing_dump_fails_the_job_and_stores_nothing(host):
     config = json.loads(host.file(CONFIG).content_string)
     config["jobs"].append({"name": "brokendb", "type": "database", "engine": "postgres", "container": "pg",
