@@ -12,10 +12,14 @@
 #   bench/rollout.sh print-loadgen   print the load generator (Python, stdlib)
 #
 # Settings (environment): TARGET (VM container, default armstack-local),
-# INVENTORY (default inventories/local), RATE (requests/s, default 100),
+# INVENTORY (default inventories/local; its vault-password file is used if
+# present, or VAULT_PASSWORD_FILE), RATE (requests/s, default 100),
 # THREADS (default 16; half keep-alive, half a new connection per request),
 # COUNT (requests per phase, default 10000), MAX_SECONDS (per phase, 300),
-# NEW_IMAGE / OLD_IMAGE / BROKEN_IMAGE (image references).
+# NEW_IMAGE / OLD_IMAGE / BROKEN_IMAGE (image references), PHASES (a subset of
+# "rollout-new rollout-broken plain-recreate"). Per phase, bench/results/ keeps
+# the load generator's JSON (with the time of the first failures), the deploy's
+# log (each task time-stamped) and Caddy's log.
 # The load generator runs inside the target VM and sends only to its own
 # loopback (https://localhost/), so no traffic leaves the test bed.
 set -euo pipefail
@@ -69,7 +73,7 @@ if url.scheme == "https":
 
 lock = threading.Lock()
 stats = {"sent": 0, "ok": 0, "non_2xx": 0, "conn_errors": 0, "stale_retries": 0,
-         "statuses": {}, "errors": {}, "versions": {}}
+         "statuses": {}, "errors": {}, "versions": {}, "failures": []}
 latencies = []
 stop = threading.Event()
 start = time.monotonic()
@@ -139,6 +143,8 @@ def worker(keepalive):
                     stats["versions"][version] = stats["versions"].get(version, 0) + 1
                 else:
                     stats["non_2xx"] += 1
+                    if len(stats["failures"]) < 20:
+                        stats["failures"].append({"at": round(time.time(), 3), "what": "HTTP %d" % response.status})
             if not keepalive or response.will_close:
                 conn.close()
                 conn = None
@@ -149,6 +155,11 @@ def worker(keepalive):
                 # fresh), a reused keep-alive one, or the resend (retry).
                 name = "%s on %s connection" % (type(exc).__name__, kind)
                 stats["errors"][name] = stats["errors"].get(name, 0) + 1
+                # When (wall clock, to set beside the deploy's and Caddy's
+                # logs) and after how long, for the first failures.
+                if len(stats["failures"]) < 20:
+                    stats["failures"].append({"at": round(time.time(), 3), "what": name,
+                                              "after_ms": round((time.monotonic() - t0) * 1000, 1)})
             if conn is not None:
                 conn.close()
             conn = None
@@ -218,8 +229,18 @@ docker inspect -f '{{.State.Running}}' "$TARGET" 2>/dev/null | grep -q true \
 # the molecule scenario's converge (the same role, the same way).
 PLAYBOOK=("$ROOT/playbooks/site.yml" --tags backend)
 grep -q 'armstack.deploy.backend' "$ROOT/playbooks/site.yml" || PLAYBOOK=("$ROOT/molecule/backend/deploy.yml")
+# The local inventory's demo vault password (a production inventory's comes
+# from the operator: VAULT_PASSWORD_FILE or ANSIBLE_VAULT_PASSWORD_FILE).
+VAULT_ARGS=()
+if [ -n "${VAULT_PASSWORD_FILE:-}" ]; then
+  VAULT_ARGS=(--vault-password-file "$VAULT_PASSWORD_FILE")
+elif [ -z "${ANSIBLE_VAULT_PASSWORD_FILE:-}" ] && [ -f "$INVENTORY/vault-password" ]; then
+  VAULT_ARGS=(--vault-password-file "$INVENTORY/vault-password")
+fi
 deploy() {
-  ansible-playbook -i "$INVENTORY" "${PLAYBOOK[@]}" -e "backend_image=$1" \
+  # profile_tasks stamps each task with the wall clock, to set beside the
+  # load generator's failure times and Caddy's log.
+  ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks ansible-playbook -i "$INVENTORY" "${VAULT_ARGS[@]}" "${PLAYBOOK[@]}" -e "backend_image=$1" \
     >"$RESULTS/deploy-$2.log" 2>&1
 }
 
@@ -227,9 +248,10 @@ deploy() {
 # the load goes on until COUNT requests were sent (at least), then stops.
 load() {
   local phase="$1"; shift
-  local stop="/tmp/armstack-bench-stop" out="$RESULTS/$phase.json" rc=0
+  local stop="/tmp/armstack-bench-stop" out="$RESULTS/$phase.json" rc=0 since
+  since=$(date +%s)
   docker exec "$TARGET" rm -f "$stop"
-  docker exec "$TARGET" sh -c "cat > /tmp/armstack-loadgen.py" <<<"$LOADGEN"
+  docker exec -i "$TARGET" sh -c "cat > /tmp/armstack-loadgen.py" <<<"$LOADGEN"
   docker exec "$TARGET" sh -c "docker exec $PROJECT-caddy-1 cat /data/caddy/pki/authorities/local/root.crt > /tmp/armstack-bench-ca.crt"
   docker exec "$TARGET" python3 /tmp/armstack-loadgen.py --phase "$phase" --url https://localhost/ \
     --rate "$RATE" --count "$COUNT" --min-count "$COUNT" --max-seconds "$MAX_SECONDS" \
@@ -242,6 +264,7 @@ load() {
   docker exec "$TARGET" touch "$stop"
   wait "$pid" || true
   echo "$rc" > "$RESULTS/$phase.rc"
+  docker exec "$TARGET" docker logs --since "$since" "$PROJECT-caddy-1" >"$RESULTS/caddy-$phase.log" 2>&1 || true
 }
 
 plain_recreate() {
@@ -253,18 +276,27 @@ plain_recreate() {
 
 log "bench: $RATE req/s, $COUNT requests per phase, target $TARGET"
 deploy "$OLD_IMAGE" prepare || die "deploying $OLD_IMAGE failed (see $RESULTS/deploy-prepare.log)"
-load rollout-new deploy "$NEW_IMAGE" new
-load rollout-broken deploy "$BROKEN_IMAGE" broken
-load plain-recreate plain_recreate
+PHASES="${PHASES:-rollout-new rollout-broken plain-recreate}"
+for phase in $PHASES; do
+  case "$phase" in
+    rollout-new) load rollout-new deploy "$NEW_IMAGE" new ;;
+    rollout-broken) load rollout-broken deploy "$BROKEN_IMAGE" broken ;;
+    plain-recreate) load plain-recreate plain_recreate ;;
+    *) die "unknown phase $phase (rollout-new, rollout-broken, plain-recreate)" ;;
+  esac
+done
 
 printf '\n%-16s %8s %8s %8s %11s %8s %8s %8s  %s\n' phase sent non2xx connerr stale-retry p50_ms p99_ms max_ms "deploy rc"
-for phase in rollout-new rollout-broken plain-recreate; do
+for phase in $PHASES; do
   python3 - "$RESULTS/$phase.json" "$(cat "$RESULTS/$phase.rc")" <<'PY'
-import json, sys
+import json, sys, time
 s = json.load(open(sys.argv[1]))
 print("%-16s %8d %8d %8d %11d %8s %8s %8s  %s  %s" % (
     s["phase"], s["sent"], s["non_2xx"], s["conn_errors"], s["stale_retries"],
     s["p50_ms"], s["p99_ms"], s["max_ms"], sys.argv[2], json.dumps(s["versions"])))
+for failure in s.get("failures", []):
+    print("    failed at %s: %s%s" % (time.strftime("%H:%M:%S", time.localtime(failure["at"])) + ("%.3f" % (failure["at"] % 1))[1:],
+                                  failure["what"], " after %s ms" % failure["after_ms"] if "after_ms" in failure else ""))
 PY
 done
 echo "(rollout-broken is expected to end with deploy rc != 0: the play fails, the old release keeps serving)"
