@@ -18,7 +18,8 @@
 #
 # A container counts for a goal service when its Compose service label, or
 # else its name, is that service (name matching ignores a project prefix and a
-# -N replica suffix, so standin-backend-1 counts as backend).
+# -N replica suffix, so standin-backend-1 counts as backend; the backend
+# role's release slots backend_blue and backend_green count as backend too).
 set -euo pipefail
 
 VM=""
@@ -82,7 +83,7 @@ matches() {
   # matches SERVICE_OR_NAME GOAL_SERVICE
   local name="$1" goal="$2"
   [ "$name" = "$goal" ] && return 0
-  [[ "$name" =~ (^|[-_])${goal}(-[0-9]+)?$ ]]
+  [[ "$name" =~ (^|[-_])${goal}(_blue|_green)?(-[0-9]+)?$ ]]
 }
 
 printf '%-34s %-16s %5s %9s %9s %9s\n' container service procs "RSS MiB" "PSS MiB" "limit MiB"
