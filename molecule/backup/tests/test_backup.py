@@ -168,6 +168,24 @@ def test_postgres_dump_round_trips(host):
     assert before.startswith("5000|")
 
 
+def mysql(host, sql):
+    return sh(host, "docker exec mysql sh -c 'exec mysql --user=root --password=\"$MYSQL_ROOT_PASSWORD\" --batch"
+                    f" --skip-column-names app -e \"$1\"' sh {shlex.quote(sql)}").stdout.strip()
+
+
+def test_mysql_dump_round_trips(host):
+    query = ("SET SESSION group_concat_max_len = 16777216; "
+             "SELECT COUNT(*), SUM(total), MD5(GROUP_CONCAT(customer, note ORDER BY id)) FROM invoices")
+    before = mysql(host, query)
+    assert before.startswith("2000\t")
+    sh(host, f"{RUNNER} backup mysql")
+    mysql(host, "DELETE FROM invoices WHERE id % 3 = 0; UPDATE invoices SET note = 'lost' WHERE id < 100")
+    assert mysql(host, query) != before
+    proc = playbook("restore.yml", "-e", "backup_restore_job=mysql")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert mysql(host, query) == before
+
+
 def sqlite(host, sql):
     return sh(host, f"docker exec sq sqlite3 /data/app.db {shlex.quote(sql)}").stdout.strip()
 
