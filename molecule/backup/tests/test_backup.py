@@ -157,14 +157,24 @@ def test_restore_a_named_snapshot_to_a_scratch_path(host):
     sh(host, "rm -rf /var/tmp/scratch-appdata")
 
 
-def test_postgres_dump_round_trips(host):
-    before = psql(host, "SELECT count(*), sum(total), md5(string_agg(customer, ',' ORDER BY id)) FROM orders")
-    sh(host, f"{RUNNER} backup postgres")
-    psql(host, "DELETE FROM orders WHERE id % 3 = 0; UPDATE orders SET total = 0 WHERE id < 100; CREATE TABLE junk (x int)")
-    assert psql(host, "SELECT count(*) FROM orders") != before.split("|")[0]
-    proc = playbook("restore.yml", "-e", "backup_restore_job=postgres")
+def round_trip(host, job, query, damage):
+    """Back up `job`, damage its data, restore it in place with restore.yml: `query()` answers as before."""
+    before = query()
+    sh(host, f"{RUNNER} backup {job}")
+    damage()
+    assert query() != before
+    proc = playbook("restore.yml", "-e", f"backup_restore_job={job}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert psql(host, "SELECT count(*), sum(total), md5(string_agg(customer, ',' ORDER BY id)) FROM orders") == before
+    assert query() == before
+    return before
+
+
+def test_postgres_dump_round_trips(host):
+    before = round_trip(
+        host, "postgres",
+        lambda: psql(host, "SELECT count(*), sum(total), md5(string_agg(customer, ',' ORDER BY id)) FROM orders"),
+        lambda: psql(host, "DELETE FROM orders WHERE id % 3 = 0; UPDATE orders SET total = 0 WHERE id < 100;"
+                           " CREATE TABLE junk (x int)"))
     assert before.startswith("5000|")
 
 
@@ -174,16 +184,12 @@ def mysql(host, sql):
 
 
 def test_mysql_dump_round_trips(host):
-    query = ("SET SESSION group_concat_max_len = 16777216; "
-             "SELECT COUNT(*), SUM(total), MD5(GROUP_CONCAT(customer, note ORDER BY id)) FROM invoices")
-    before = mysql(host, query)
+    before = round_trip(
+        host, "mysql",
+        lambda: mysql(host, "SET SESSION group_concat_max_len = 16777216; SELECT COUNT(*), SUM(total),"
+                            " MD5(GROUP_CONCAT(customer, note ORDER BY id)) FROM invoices"),
+        lambda: mysql(host, "DELETE FROM invoices WHERE id % 3 = 0; UPDATE invoices SET note = 'lost' WHERE id < 100"))
     assert before.startswith("2000\t")
-    sh(host, f"{RUNNER} backup mysql")
-    mysql(host, "DELETE FROM invoices WHERE id % 3 = 0; UPDATE invoices SET note = 'lost' WHERE id < 100")
-    assert mysql(host, query) != before
-    proc = playbook("restore.yml", "-e", "backup_restore_job=mysql")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert mysql(host, query) == before
 
 
 def sqlite(host, sql):
@@ -191,15 +197,11 @@ def sqlite(host, sql):
 
 
 def test_sqlite_dump_round_trips(host):
-    query = "SELECT count(*), sum(id * id), sum(length(body)) FROM notes"
-    before = sqlite(host, query)
+    before = round_trip(
+        host, "sqlite",
+        lambda: sqlite(host, "SELECT count(*), sum(id * id), sum(length(body)) FROM notes"),
+        lambda: sqlite(host, "DELETE FROM notes WHERE id % 2 = 0; UPDATE notes SET body = 'lost'; CREATE TABLE junk (x int)"))
     assert before.startswith("500|")
-    sh(host, f"{RUNNER} backup sqlite")
-    sqlite(host, "DELETE FROM notes WHERE id % 2 = 0; UPDATE notes SET body = 'lost'; CREATE TABLE junk (x int)")
-    assert sqlite(host, query) != before
-    proc = playbook("restore.yml", "-e", "backup_restore_job=sqlite")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sqlite(host, query) == before
     assert sqlite(host, "SELECT count(*) FROM sqlite_master WHERE name = 'junk'") == "0"
     assert sqlite(host, "PRAGMA integrity_check") == "ok"
     # The restore loads into a new file renamed over the old one: nothing left beside it.
