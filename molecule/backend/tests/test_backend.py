@@ -51,12 +51,16 @@ def get(host, path, *curl_args):
     return cmd.stdout
 
 
+def wait_until(host, check, seconds, failure):
+    """Runs the shell `check` once a second until it succeeds; fails with `failure` after `seconds`."""
+    cmd = host.run("for i in $(seq 1 %d); do %s && exit 0; sleep 1; done; exit 1" % (seconds, check))
+    assert cmd.rc == 0, failure
+
+
 def wait_healthy(host, container):
     """Waits (bounded) until Docker reports the container healthy."""
-    cmd = host.run(
-        "for i in $(seq 1 90); do [ \"$(docker inspect -f '{{.State.Health.Status}}' %s)\" = healthy ] && exit 0; sleep 1; done; exit 1",
-        container)
-    assert cmd.rc == 0, "%s did not become healthy" % container
+    wait_until(host, "[ \"$(docker inspect -f '{{.State.Health.Status}}' %s)\" = healthy ]" % container,
+               90, "%s did not become healthy" % container)
 
 
 def wait_serving(host):
@@ -68,10 +72,8 @@ def wait_serving(host):
     (an image upgrade) costs this moment, which the test waits out.
     """
     fetch_ca(host)
-    cmd = host.run(
-        "for i in $(seq 1 60); do curl -sS --fail --max-time 5 --cacert %s https://localhost/health >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1",
-        CA)
-    assert cmd.rc == 0, "Caddy did not serve https://localhost/health within 60 s"
+    wait_until(host, "curl -sS --fail --max-time 5 --cacert %s https://localhost/health >/dev/null 2>&1" % CA,
+               60, "Caddy did not serve https://localhost/health within 60 s")
 
 
 def version(host):

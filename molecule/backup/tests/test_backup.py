@@ -20,6 +20,8 @@ RUNNER = "/usr/local/sbin/armstack-backup"
 METRICS = "/var/lib/node_exporter/textfile"
 CONFIG = "/etc/armstack/backup/config.json"
 ROOT = os.environ.get("ARMSTACK_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
+# The backup scenario's Redis image in the test bed's registry (as the VM pulls it).
+REDIS_IMAGE = "armstack-registry:5000/armstack/redis:7"
 TIMERS = ["armstack-backup", "armstack-backup-forget", "armstack-backup-check", "armstack-backup-drill"]
 
 
@@ -225,9 +227,9 @@ def test_redis_dump_round_trips_through_a_new_server(host):
     sh(host, f"rm -rf {target}")
     proc = playbook("restore.yml", "-e", "backup_restore_job=redis", "-e", f"backup_restore_target={target}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    sh(host, f"docker run --rm --user 0 -v {target}:/restore armstack-registry:5000/armstack/redis:7 redis-check-rdb /restore/redis.rdb")
+    sh(host, f"docker run --rm --user 0 -v {target}:/restore {REDIS_IMAGE} redis-check-rdb /restore/redis.rdb")
     sh(host, "docker rm -f redis-restored >/dev/null 2>&1 || true")
-    sh(host, f"docker run -d --name redis-restored --user 0 -v {target}:/data armstack-registry:5000/armstack/redis:7"
+    sh(host, f"docker run -d --name redis-restored --user 0 -v {target}:/data {REDIS_IMAGE}"
              " redis-server --dir /data --dbfilename redis.rdb --save ''")
     try:
         sh(host, "for i in $(seq 1 30); do docker exec redis-restored redis-cli ping | grep -q PONG && exit 0; sleep 1; done; exit 1")
