@@ -145,18 +145,16 @@ TARS_MIB=$(mib "$TARS")
 # where the kernel lets this process drop it (a test-bed VM shares the host's
 # kernel and may; otherwise the cold figures say "n/a").
 drop_caches() { sync; echo 3 2>/dev/null >/proc/sys/vm/drop_caches; }
-restore_once() {
-  rm -rf "$WORK/restored"
+# timed_into DIR CMD...: remove DIR, run CMD (which writes DIR) and sync;
+# prints the seconds.
+timed_into() {
+  rm -rf "$1"; shift
   local t0 t1
-  t0=$(secs); restic restore --quiet latest --target "$WORK/restored" >/dev/null; sync; t1=$(secs)
+  t0=$(secs); "$@" >/dev/null; sync; t1=$(secs)
   elapsed "$t0" "$t1"
 }
-copy_once() {
-  rm -rf "$WORK/copied"
-  local t0 t1
-  t0=$(secs); cp -a "$DATA" "$WORK/copied"; sync; t1=$(secs)
-  elapsed "$t0" "$t1"
-}
+restore_once() { timed_into "$WORK/restored" restic restore --quiet latest --target "$WORK/restored"; }
+copy_once() { timed_into "$WORK/copied" cp -a "$DATA" "$WORK/copied"; }
 sync
 RESTORE=$(restore_once)
 CP=$(copy_once)

@@ -94,6 +94,14 @@ def claim():
         return True
 
 
+def note_failure(what, t0):
+    """Keeps the first failures: when (wall clock, to set beside the deploy's
+    and Caddy's logs) and after how long. Called with the lock held."""
+    if len(stats["failures"]) < 20:
+        stats["failures"].append({"at": round(time.time(), 3), "what": what,
+                                  "after_ms": round((time.monotonic() - t0) * 1000, 1)})
+
+
 def one_request(conn, reused):
     conn.request("GET", path, headers={"Connection": "keep-alive" if reused is not None else "close"})
     response = conn.getresponse()
@@ -143,8 +151,7 @@ def worker(keepalive):
                     stats["versions"][version] = stats["versions"].get(version, 0) + 1
                 else:
                     stats["non_2xx"] += 1
-                    if len(stats["failures"]) < 20:
-                        stats["failures"].append({"at": round(time.time(), 3), "what": "HTTP %d" % response.status})
+                    note_failure("HTTP %d" % response.status, t0)
             if not keepalive or response.will_close:
                 conn.close()
                 conn = None
@@ -155,11 +162,7 @@ def worker(keepalive):
                 # fresh), a reused keep-alive one, or the resend (retry).
                 name = "%s on %s connection" % (type(exc).__name__, kind)
                 stats["errors"][name] = stats["errors"].get(name, 0) + 1
-                # When (wall clock, to set beside the deploy's and Caddy's
-                # logs) and after how long, for the first failures.
-                if len(stats["failures"]) < 20:
-                    stats["failures"].append({"at": round(time.time(), 3), "what": name,
-                                              "after_ms": round((time.monotonic() - t0) * 1000, 1)})
+                note_failure(name, t0)
             if conn is not None:
                 conn.close()
             conn = None
