@@ -84,6 +84,17 @@ def state(host):
     return json.loads(host.file(PROJECT_DIR + "/release.json").content_string)
 
 
+def serving_files(host):
+    """The serving-slot switch Caddy reads per request: {colour: image}."""
+    out = host.check_output("grep -H -r '' %s/caddy/serving || true" % PROJECT_DIR)
+    return {os.path.basename(path): image for path, image in (line.split(":", 1) for line in out.splitlines())}
+
+
+def caddy_reloads(host):
+    """How many times Caddy loaded a new configuration since its container started."""
+    return int(host.check_output("docker logs armstack-caddy-1 2>&1 | grep -c '\"msg\":\"load complete\"' || true"))
+
+
 def backend_containers(host):
     out = host.check_output("docker ps -a --filter label=com.docker.compose.project=armstack --format '{{.Names}} {{.Image}} {{.ID}}'")
     return sorted(line for line in out.splitlines() if "backend_" in line)
@@ -167,6 +178,8 @@ def test_uploads_survive_a_container_restart(host):
 def test_rollout_to_a_new_release_under_load_drops_nothing(host):
     fetch_ca(host)
     before = state(host)
+    assert serving_files(host) == {before["active"]: IMAGE.format("1.0.0")}
+    reloads = caddy_reloads(host)
     load = Load("rollout 1.0.0 -> 1.1.0")
     rc, out = converge({"backend_image": IMAGE.format("1.1.0")})
     result = load.stop()
@@ -174,6 +187,10 @@ def test_rollout_to_a_new_release_under_load_drops_nothing(host):
     assert version(host) == "1.1.0"
     after = state(host)
     assert after["active"] != before["active"]
+    # Switched by the serving file, without reloading Caddy (a reload re-binds
+    # the listeners and may reset connections queued on the old socket).
+    assert serving_files(host) == {after["active"]: IMAGE.format("1.1.0")}
+    assert caddy_reloads(host) == reloads
     assert [h["image"] for h in after["history"]][-2:] == [IMAGE.format("1.0.0"), IMAGE.format("1.1.0")]
     # The old slot is gone, the new one serves.
     names = [line.split()[0] for line in backend_containers(host)]
@@ -202,6 +219,8 @@ def test_certificates_survive_a_caddy_recreate(host):
 
 def test_rollout_to_a_broken_release_keeps_the_old_one_serving(host):
     before = state(host)
+    serving = serving_files(host)
+    reloads = caddy_reloads(host)
     load = Load("rollout 1.1.0 -> broken")
     rc, out = converge({"backend_image": IMAGE.format("broken")})
     result = load.stop()
@@ -210,6 +229,8 @@ def test_rollout_to_a_broken_release_keeps_the_old_one_serving(host):
     assert "still serves" in out
     assert version(host) == "1.1.0"
     assert state(host) == before
+    assert serving_files(host) == serving
+    assert caddy_reloads(host) == reloads
     containers = backend_containers(host)
     assert len(containers) == 1 and "broken" not in containers[0], containers
     assert result["non_2xx"] == 0, result
