@@ -361,7 +361,8 @@ start_vm() {
       -v /sys/fs/cgroup:/sys/fs/cgroup:rw -v /var/lib/docker \
       --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3 \
       --network "$ARMSTACK_NETWORK" \
-      "$@" "${ARMSTACK_VM_IMAGE:-$ARMSTACK_BASE_IMAGE}" /lib/systemd/systemd >/dev/null
+      "$@" "${ARMSTACK_VM_IMAGE:-$ARMSTACK_BASE_IMAGE}" /lib/systemd/systemd >/dev/null \
+      || die "could not start the VM container $name (Docker's reason is above; a published port in use?)"
     docker network connect "$ARMSTACK_OUTSIDE_NETWORK" "$name"
     # apt goes through the test bed's apt cache (never part of a real host).
     docker exec "$name" sh -c 'echo "Acquire::http::Proxy \"http://armstack-aptcache:3142\";" \
