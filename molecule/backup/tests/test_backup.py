@@ -2,7 +2,8 @@
 off-site one on a real S3 API server (moto), a real PostgreSQL 15 container.
 
 The tests run in file order and build on each other: backups first, then damage
-and restores, failures, a killed run, drills, and retention (which forgets).
+and restores, failures, a killed run, drills, retention (which forgets), and
+last the default install method, which replaces the restic every job runs.
 """
 
 from __future__ import annotations
@@ -63,11 +64,20 @@ def psql(host, sql):
 
 def playbook(name, *extra):
     """Run one of the collection's playbooks against this scenario's instance, as an operator would."""
+    return run_play(os.path.join(ROOT, "playbooks", name), *extra)
+
+
+def converge(extra_vars):
+    """Run the scenario's converge again, with `extra_vars` on top."""
+    return run_play(os.path.join(ROOT, "molecule", "backup", "converge.yml"), "-e", json.dumps(extra_vars))
+
+
+def run_play(path, *extra):
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     env = dict(os.environ)
     env.setdefault("ANSIBLE_VAULT_PASSWORD_FILE", os.path.join(ROOT, "inventories/local/vault-password"))
     env["ANSIBLE_COLLECTIONS_PATH"] = os.path.join(ROOT, ".cache/collections")
-    argv = ["ansible-playbook", "-i", inventory, os.path.join(ROOT, "playbooks", name), *extra]
+    argv = ["ansible-playbook", "-i", inventory, path, *extra]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     print(proc.stdout[-3000:])
     return proc
@@ -364,3 +374,45 @@ def test_forget_keeps_what_the_policy_says(host):
     for job in ("appdata", "appvol", "postgres"):
         assert snapshots(host, job, "offsite")
     sh(host, f"{RUNNER} restic local check")
+
+
+def test_pinned_release_is_installed_only_with_its_checksum(host):
+    """The default install method: the pinned release binary, sha256-verified.
+
+    GitHub is out of reach here, so a mirror on the VM (what
+    backup_restic_download_url is for in a closed network) serves the restic
+    the VM has, bzip2-compressed as restic's releases are. A wrong checksum
+    fails the play before anything is installed or reconfigured; the right one
+    installs the binary, and every job then runs with it.
+    """
+    version = re.search(r"restic (\d+\.\d+\.\d+)", sh(host, "/usr/bin/restic version").stdout).group(1)
+    arch = sh(host, "dpkg --print-architecture").stdout.strip()
+    name = f"restic_{version}_linux_{arch}.bz2"
+    sh(host, "mkdir -p /srv/restic-mirror && python3 -c 'import bz2, sys; "
+             "open(sys.argv[2], \"wb\").write(bz2.compress(open(sys.argv[1], \"rb\").read()))' "
+             f"/usr/bin/restic /srv/restic-mirror/{name}")
+    checksum = sh(host, f"sha256sum /srv/restic-mirror/{name}").stdout.split()[0]
+    sh(host, "setsid -f sh -c 'echo $$ > /run/armstack-restic-mirror.pid;"
+             " exec python3 -m http.server 8765 --bind 127.0.0.1 --directory /srv/restic-mirror'"
+             " >/dev/null 2>&1; for i in $(seq 1 30); do"
+             f" curl -sfI http://127.0.0.1:8765/{name} >/dev/null && exit 0; sleep 1; done; exit 1")
+    settings = {"backup_restic_install_method": "binary", "backup_restic_version": version,
+                "backup_restic_download_url": f"http://127.0.0.1:8765/{name}"}
+    try:
+        config = host.file(CONFIG).content_string
+        bad = converge({**settings, "backup_restic_checksums": {arch: "0" * 64}})
+        assert bad.returncode != 0
+        assert "did not match" in bad.stdout + bad.stderr
+        assert not host.file("/usr/local/bin/restic").exists
+        assert host.file(CONFIG).content_string == config
+
+        good = converge({**settings, "backup_restic_checksums": {arch: checksum}})
+        assert good.returncode == 0, (good.stdout + good.stderr)[-3000:]
+        assert sh(host, "/usr/local/bin/restic version").stdout.startswith(f"restic {version} ")
+        assert json.loads(host.file(CONFIG).content_string)["restic"] == "/usr/local/bin/restic"
+        before = len(snapshots(host, "appdata"))
+        sh(host, "systemctl start armstack-backup.service")
+        assert len(snapshots(host, "appdata")) == before + 1
+        assert metric(host, "appdata", "armstack_backup_last_exit_code") == 0
+    finally:
+        sh(host, "kill $(cat /run/armstack-restic-mirror.pid)")
