@@ -251,6 +251,20 @@ RULE_TESTS = {
             firing("HostOomKill", "5m", 0), firing("HostOomKill", "12m", 1),
         ],
     },
+    "containers": {
+        "input_series": [
+            # Seen every minute for 10 minutes, then gone: an application
+            # container, and the backend's old release slot after a rollout.
+            {"series": 'container_last_seen{name="app-db-1"}', "values": "0+60x10"},
+            {"series": 'container_last_seen{name="armstack-backend_blue-1"}', "values": "0+60x10"},
+        ],
+        "promql_expr_test": [
+            firing("ContainerGone", "5m", 0), firing("ContainerGone", "20m", 1),
+            {"expr": 'ALERTS{alertname="ContainerGone",alertstate="firing"}', "eval_time": "20m",
+             "exp_samples": [{"labels": 'ALERTS{alertname="ContainerGone",alertstate="firing",name="app-db-1",severity="warning"}',
+                              "value": 1}]},
+        ],
+    },
     "backend": {
         "input_series": [
             {"series": 'http_request_duration_seconds_count{status="200"}', "values": "0+100x40"},
