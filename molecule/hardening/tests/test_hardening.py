@@ -296,7 +296,10 @@ def test_fail2ban_bans_after_failed_logins(host, vm_ip):
     try:
         assert attacker.tcp_open(vm_ip, 22)
         for _ in range(6):
-            attacker.run(f"ssh {SSH_OPTS} -o PubkeyAuthentication=no nosuchuser-{uuid.uuid4().hex[:6]}@{vm_ip} true")
+            # The ban may land while an attempt's connection is open: its packets
+            # are then dropped and ssh would wait on them, so each attempt is
+            # bounded (ConnectTimeout covers only the connect).
+            attacker.run(f"timeout 15 ssh {SSH_OPTS} -o PubkeyAuthentication=no nosuchuser-{uuid.uuid4().hex[:6]}@{vm_ip} true")
         banned = wait_for(lambda: attacker.ip in host.run("fail2ban-client status sshd").stdout, attempts=30)
         assert banned, host.run("fail2ban-client status sshd").stdout
         assert not attacker.tcp_open(vm_ip, 22)
