@@ -3,7 +3,8 @@
 The role scenarios test each concern in depth; this one tests that the
 concerns work together as site.yml deploys them: the firewall and Docker, the
 backend behind Caddy and Prometheus scraping it, the backup timers and their
-metrics reaching Prometheus through node-exporter.
+metrics reaching Prometheus through node-exporter, and the operator's partial
+runs (`--tags backend`, rollback.yml) keeping the backend's secret files.
 """
 
 import json
@@ -17,6 +18,9 @@ import testinfra.utils.ansible_runner
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
 VM = "armstack-default"
+ROOT = os.environ.get("ARMSTACK_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+SECRET_MOUNTS = {"/run/secrets/oracle-wallet", "/run/secrets/oci/oci_api_key.pem",
+                 "/run/secrets/firebase-service-account.json", "/run/secrets/backend.env"}
 OUTSIDE_NETWORK = os.environ.get("ARMSTACK_OUTSIDE_NETWORK", "armstack-outside")
 
 
@@ -138,3 +142,40 @@ def test_logrotate_configuration_is_valid(host):
 @pytest.mark.parametrize("service", ["ssh", "docker", "fail2ban", "chrony"])
 def test_core_services_are_running(host, service):
     assert host.service(service).is_running
+
+
+def _playbook(name, *extra):
+    """Run one of the collection's playbooks against the VM, as an operator would."""
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_VAULT_PASSWORD_FILE", os.path.join(ROOT, "inventories", "local", "vault-password"))
+    proc = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                           os.path.join(ROOT, "playbooks", name), *extra],
+                          env=env, capture_output=True, text=True, check=False, timeout=900)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _serving(host):
+    """(image, container mount destinations) of the backend release that serves."""
+    release = json.loads(host.file("/opt/armstack/release.json").content_string)
+    mounts = host.check_output("docker inspect -f '{{range .Mounts}}{{.Destination}} {{end}}' armstack-backend_%s-1",
+                               release["active"])
+    return release["images"][release["active"]], set(mounts.split())
+
+
+def test_partial_runs_keep_the_backends_secret_files(host):
+    """A rollout with `--tags backend` and a rollback.yml run mount the secret files like site.yml does.
+
+    The mounts come from the secrets role's `secrets_paths`; a run that did not
+    place the secrets once rolled the backend out without them.
+    """
+    image, mounts = _serving(host)
+    assert image.endswith("/backend:1.0.0") and SECRET_MOUNTS <= mounts, mounts
+    rc, out = _playbook("site.yml", "--tags", "backend",
+                        "-e", "backend_image={{ armstack_testbed_registry }}/armstack/backend:1.1.0")
+    assert rc == 0, out[-3000:]
+    image, mounts = _serving(host)
+    assert image.endswith("/backend:1.1.0") and SECRET_MOUNTS <= mounts, mounts
+    rc, out = _playbook("rollback.yml")
+    assert rc == 0, out[-3000:]
+    image, mounts = _serving(host)
+    assert image.endswith("/backend:1.0.0") and SECRET_MOUNTS <= mounts, mounts
