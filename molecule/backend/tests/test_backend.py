@@ -15,7 +15,9 @@ import os
 import subprocess
 import threading
 
+import pytest
 import testinfra.utils.ansible_runner
+from armstack_verify import assert_no_leak, vault_values
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
@@ -28,16 +30,22 @@ CA = "/tmp/armstack-verify-ca.crt"
 PROJECT_DIR = "/opt/armstack"
 
 
-def playbook(path, extra_vars=None):
+LEAKY_PASSWORD = "leaky-" + os.urandom(9).hex()
+LEAKY_URL = "postgresql://app:%s@db:5432/app" % LEAKY_PASSWORD
+
+
+def playbook(path, extra_vars=None, verbosity=0):
     argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], path]
+    if verbosity:
+        argv.append("-" + "v" * verbosity)
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def converge(extra_vars=None):
-    return playbook(os.path.join(SCENARIO, "deploy.yml"), extra_vars)
+def converge(extra_vars=None, verbosity=0):
+    return playbook(os.path.join(SCENARIO, "deploy.yml"), extra_vars, verbosity)
 
 
 def fetch_ca(host):
@@ -142,6 +150,8 @@ def test_containers_are_hardened(host):
     assert backend["HostConfig"]["CapDrop"] == ["ALL"]
     assert backend["HostConfig"]["Memory"] > 0
     assert backend["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert 0 < backend["HostConfig"]["PidsLimit"] <= 4096
+    assert 0 < backend["HostConfig"]["NanoCpus"] <= 2 * 10**9
     assert backend["Config"]["Healthcheck"]["StartPeriod"] > 0
     assert backend["State"]["Health"]["Status"] == "healthy"
     assert not backend["HostConfig"]["PortBindings"]
@@ -151,6 +161,27 @@ def test_containers_are_hardened(host):
     assert sorted(caddy["HostConfig"]["PortBindings"]) == ["443/tcp", "80/tcp"]
     volumes = {m["Name"]: m["Destination"] for m in caddy["Mounts"] if m["Type"] == "volume"}
     assert volumes["armstack_caddy_data"] == "/data"
+    assert caddy["HostConfig"]["CapDrop"] == ["ALL"]
+    assert 0 < caddy["HostConfig"]["PidsLimit"] <= 4096
+    assert 0 < caddy["HostConfig"]["NanoCpus"] <= 2 * 10**9
+    assert caddy["Config"]["Healthcheck"]["Test"][0] == "CMD"
+    wait_healthy(host, "armstack-caddy-1")
+
+
+def test_the_internet_gets_no_metrics_no_banner_and_safe_headers(host):
+    fetch_ca(host)
+    # /metrics is for Prometheus on the internal network only.
+    for path in ("/metrics", "/metrics/", "/metrics/x"):
+        code = host.check_output("curl -s -o /dev/null -w '%%{http_code}' --cacert %s https://localhost%s", CA, path)
+        assert code == "404", (path, code)
+    headers = host.check_output("curl -sS -D - -o /dev/null --cacert %s https://localhost/", CA).lower()
+    assert "strict-transport-security: max-age=31536000" in headers
+    assert "x-content-type-options: nosniff" in headers
+    assert "referrer-policy: strict-origin-when-cross-origin" in headers
+    assert "x-frame-options: deny" in headers
+    assert "content-security-policy: frame-ancestors 'none'" in headers
+    # Neither Caddy's nor the app server's (uvicorn) banner.
+    assert "\nserver:" not in headers, headers
 
 
 def test_metrics_on_the_internal_network(host):
@@ -222,11 +253,20 @@ def test_rollout_to_a_broken_release_keeps_the_old_one_serving(host):
     serving = serving_files(host)
     reloads = caddy_reloads(host)
     load = Load("rollout 1.1.0 -> broken")
-    rc, out = converge({"backend_image": IMAGE.format("broken")})
+    # The broken release logs why it is not ready, quoting its connection
+    # string, password included (as careless apps do).
+    rc, out = converge({"backend_image": IMAGE.format("broken"),
+                        "backend_environment": {"STARTUP_DELAY": "2", "DATABASE_URL": LEAKY_URL}}, verbosity=3)
     result = load.stop()
     assert rc != 0, "the play must fail when the new release never becomes ready"
     assert "Rollout of %s aborted" % IMAGE.format("broken") in out
     assert "still serves" in out
+    # Its log lines stay on the host, root-only; the output names the file.
+    assert "sudo less /var/log/armstack/backend-failed-release.log" in " ".join(out.split())
+    log = host.file("/var/log/armstack/backend-failed-release.log")
+    assert log.user == "root" and log.mode == 0o600
+    assert LEAKY_PASSWORD in log.content_string, "the kept log lines are not the release's"
+    assert_no_leak("failed rollout at -vvv", out, vault_values(LEAKY_PASSWORD))
     assert version(host) == "1.1.0"
     assert state(host) == before
     assert serving_files(host) == serving
@@ -261,6 +301,66 @@ def test_a_memory_budget_the_vm_cannot_hold_fails_before_any_change(host):
     assert host.check_output("docker inspect -f '{{.Id}}' armstack-caddy-1") == caddy
     assert host.file(PROJECT_DIR + "/compose.yaml").sha256sum == compose
     assert version(host) == "1.0.0"
+
+
+def test_a_rollout_killed_after_the_switch_is_served_by_the_next_run(host):
+    """The play dies (a lost SSH session, a cancelled CI job) after Caddy was
+    switched, where the release record is written: the next run serves on,
+    with no failed request, and clears what the killed run left."""
+    fetch_ca(host)
+    before = state(host)
+    old_image = before["images"][before["active"]]
+    new_image = IMAGE.format("1.1.0")
+    assert old_image != new_image
+    load = Load("killed rollout, then the next run")
+    env = dict(os.environ, ANSIBLE_CALLBACK_PLUGINS=os.path.join(SCENARIO, "callback_plugins"),
+               ANSIBLE_CALLBACKS_ENABLED="kill_at_task", ARMSTACK_KILL_AT_TASK="Record the new release")
+    killed = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], os.path.join(SCENARIO, "deploy.yml"),
+         "-e", json.dumps({"backend_image": new_image})],
+        env=env, capture_output=True, text=True, check=False, start_new_session=True)
+    assert killed.returncode == -9, killed.stdout[-3000:]
+    assert "KILLED AT TASK" in killed.stdout
+    # Caddy already serves the new slot; the record still names the old one.
+    assert new_image in serving_files(host).values()
+    assert state(host)["active"] == before["active"]
+    rc, out = converge({"backend_image": new_image})
+    result = load.stop()
+    assert rc == 0, out[-3000:]
+    after = state(host)
+    assert after["images"][after["active"]] == new_image
+    assert serving_files(host) == {after["active"]: new_image}
+    assert [line.split()[0] for line in backend_containers(host)] == ["armstack-backend_%s-1" % after["active"]]
+    assert version(host) == "1.1.0"
+    assert result["non_2xx"] == 0, result
+    assert result["conn_errors"] == 0, result
+
+
+BAD_INPUT = [
+    ({"backend_domains": ["localhost\n}\nimport /etc/passwd {"]}, "backend_domains: expected host names"),
+    ({"backend_domains": ["-localhost"]}, "backend_domains: expected host names"),
+    ({"backend_acme_email": "ops@example.com\n\tacme_ca http://evil"}, "backend_acme_email: expected an e-mail address"),
+    ({"backend_acme_ca": "https://ca.example/dir {"}, "backend_acme_ca: expected an http(s) URL"),
+    ({"backend_image": "--privileged"}, "backend_image: expected an image reference"),
+    ({"backend_user": "0:0"}, "backend_user: expected uid:gid in numbers, never root"),
+    ({"backend_environment": {"A B": "x"}}, "backend_environment: expected keys of letters"),
+    ({"backend_environment": {"FINE": "x\nINJECTED=1"}}, "backend_environment: expected keys of letters"),
+    ({"backend_secret_mounts": [{"source": "/etc/x\n", "target": "/run/x"}]}, "backend_secret_mounts: expected a list"),
+    ({"backend_internal_paths": ["/metrics {"]}, "backend_internal_paths: expected URL paths"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_INPUT, ids=[m.split(":")[0] + "-" + str(i) for i, (_, m) in enumerate(BAD_INPUT)])
+def test_bad_input_fails_before_any_change(host, extra, message):
+    watched = " ".join(PROJECT_DIR + f for f in ("/compose.yaml", "/caddy/Caddyfile", "/release.json"))
+    files = host.check_output("sha256sum " + watched)
+    containers = host.check_output("docker ps -a --format '{{.Names}} {{.ID}}' | sort")
+    rc, out = converge(extra)
+    assert rc != 0, "the play accepted bad input"
+    assert message in " ".join(out.split()), out[-3000:]
+    assert "Nothing was changed on the host" in out
+    assert host.check_output("sha256sum " + watched) == files
+    assert host.check_output("docker ps -a --format '{{.Names}} {{.ID}}' | sort") == containers
 
 
 def test_modules_run_on_the_vm(host):

@@ -12,7 +12,8 @@ Endpoints:
   PUT  /uploads/{name}   stores the request body under UPLOAD_DIR
   GET  /uploads/{name}   returns a stored upload
 
-Settings (environment): APP_VERSION, READY (auto|never), STARTUP_DELAY
+Settings (environment): APP_VERSION, READY (auto|never), DATABASE_URL (logged,
+password and all, while not ready: as careless apps do), STARTUP_DELAY
 (seconds each worker spends "warming up" before it serves, like opening a DB
 pool or loading credentials), UPLOAD_DIR, UPLOAD_MAX_BYTES.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -38,6 +40,8 @@ STARTUP_DELAY = float(os.environ.get("STARTUP_DELAY", "0") or 0)
 UPLOAD_DIR = os.environ.get("UPLOAD_DIR", "/data/uploads")
 UPLOAD_MAX_BYTES = int(os.environ.get("UPLOAD_MAX_BYTES", str(10 * 1024 * 1024)))
 HOSTNAME = socket.gethostname()
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+LOG = logging.getLogger("armstack.backend")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 REQUEST_DURATION = Histogram(
@@ -94,6 +98,10 @@ async def health():
 async def ready():
     if not _state["ready"]:
         reason = "built with READY=never" if READY_MODE == "never" else "warming up"
+        if DATABASE_URL:
+            # What real apps do, and why a deploy tool must not print their
+            # logs: the reason quotes a connection string with its password.
+            LOG.warning("not ready (%s); database at %s", reason, DATABASE_URL)
         return JSONResponse({"status": "not ready", "reason": reason, "version": VERSION}, status_code=503)
     return {"status": "ready", "version": VERSION}
 
