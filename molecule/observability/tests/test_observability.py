@@ -12,6 +12,7 @@ import time
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
+from armstack_verify import ROOT, playbook, recap
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
@@ -20,6 +21,8 @@ PROM = "http://127.0.0.1:9090"
 ALERTMANAGER = "http://127.0.0.1:9093"
 TEXTFILE = "/var/lib/node_exporter/textfile"
 STARTED = {"prometheus", "node-exporter", "alertmanager"}
+# The read-only Docker API proxy runs whenever cAdvisor or Alloy is deployed.
+PROXY = "observability-docker-proxy-1"
 NOT_STARTED = {"cadvisor", "blackbox-exporter", "grafana", "loki", "alloy"}
 
 
@@ -65,6 +68,104 @@ def test_started_services_run_healthy_limited_and_unprivileged(host):
         assert info["HostConfig"]["Memory"] > 0, f"{name} has no memory limit"
         assert info["Config"]["User"] == "65534:65534", f"{name} runs as {info['Config']['User'] or 'root'}"
         assert info["HostConfig"]["ReadonlyRootfs"] is True, f"{name} has a writable root file system"
+    for name in [f"observability-{service}-1" for service in sorted(STARTED)] + [PROXY]:
+        info = json.loads(host.check_output("docker inspect %s", name))[0]
+        assert info["State"]["Health"]["Status"] == "healthy", f"{name}: {info['State']['Health']}"
+        assert info["HostConfig"]["CapDrop"] == ["ALL"], f"{name} keeps capabilities"
+        assert not info["HostConfig"]["CapAdd"], f"{name} adds {info['HostConfig']['CapAdd']}"
+        assert 0 < (info["HostConfig"]["PidsLimit"] or 0) <= 1024, f"{name} has no pids limit"
+        assert 0 < info["HostConfig"]["NanoCpus"] <= 2 * 10**9, f"{name} has no CPU limit"
+        assert info["Config"]["User"] not in ("", "0", "0:0", "root"), f"{name} runs as root"
+        assert "no-new-privileges:true" in info["HostConfig"]["SecurityOpt"]
+
+
+def test_no_container_of_the_stack_but_the_proxy_mounts_the_docker_socket(host):
+    """Also the services the test bed cannot start: their Compose definitions."""
+    config = yaml.safe_load(host.check_output("docker compose -f %s/compose.yaml config", PROJECT))
+    mounting = sorted(name for name, service in config["services"].items()
+                      for volume in service.get("volumes", [])
+                      if "docker.sock" in str(volume.get("source", "")) or "/var/run" == str(volume.get("source", "")))
+    assert mounting == ["docker-proxy"], mounting
+    # Only node-exporter sees the host's root (as nobody, read-only, for the
+    # file systems' sizes); cAdvisor no longer does.
+    rooted = sorted(name for name, svc in config["services"].items() for v in svc.get("volumes", []) if str(v.get("source", "")) == "/")
+    assert rooted == ["node-exporter"], rooted
+    cadvisor = config["services"]["cadvisor"]
+    assert cadvisor["cap_drop"] == ["ALL"] and cadvisor["read_only"] is True
+    assert not cadvisor.get("devices"), "cAdvisor needs no /dev/kmsg"
+    assert "--docker=tcp://docker-proxy:2375" in cadvisor["command"]
+    alloy = config["services"]["alloy"]
+    assert alloy["user"] == "473:473" and alloy["cap_drop"] == ["ALL"] and alloy["read_only"] is True
+    assert config["networks"]["docker_api"]["internal"] is True
+    for name, service in config["services"].items():
+        assert service.get("pids_limit"), f"{name} has no pids_limit"
+        assert service.get("cpus"), f"{name} has no CPU limit"
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+DOCKER_API_PROBE = r"""
+import http.client, json, sys
+def call(method, path):
+    conn = http.client.HTTPConnection("docker-proxy", 2375, timeout=10)
+    conn.request(method, path, body=b"{}" if method == "POST" else None, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, response.read()
+status, body = call("GET", "/v1.41/containers/json")
+ids = [c["Id"] for c in json.loads(body)]
+out = {"list": status, "count": len(ids), "version": call("GET", "/version")[0], "inspect": call("GET", "/containers/%s/json" % ids[0])[0]}
+for label, method, path in [("create", "POST", "/v1.41/containers/create"), ("exec", "POST", "/containers/%s/exec" % ids[0]),
+                            ("stop", "POST", "/containers/%s/stop" % ids[0]), ("delete", "DELETE", "/containers/%s" % ids[0]),
+                            ("export", "GET", "/containers/%s/export" % ids[0]), ("archive", "GET", "/containers/%s/archive?path=/" % ids[0]),
+                            ("secrets", "GET", "/secrets"), ("swarm", "GET", "/swarm"), ("plugins", "GET", "/plugins"),
+                            ("escape", "GET", "/v1.41/containers/json/../../secrets")]:
+    out[label] = call(method, path)[0]
+print(json.dumps(out))
+"""
+
+
+def test_the_docker_api_proxy_passes_on_reads_only(host):
+    image = host.check_output("docker inspect -f '{{.Config.Image}}' standin-backend-1")
+    result = host.run("docker run --rm --network observability_docker_api --user 10001 %s python3 -c %s", image, DOCKER_API_PROBE)
+    assert result.rc == 0, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    print("DOCKER API PROXY:", got)
+    assert got["list"] == 200 and got["count"] > 0 and got["version"] == 200 and got["inspect"] == 200
+    for label in ("create", "exec", "stop", "delete"):
+        assert got[label] == 405, (label, got[label])
+    for label in ("export", "archive", "secrets", "swarm", "plugins", "escape"):
+        assert got[label] in (400, 403, 404) and got[label] != 200, (label, got[label])
+    # The proxy is on the internal network only: the scrape network (where the
+    # backend is) does not reach it.
+    reach = host.run("docker exec standin-backend-1 python3 -c %s",
+                     "import socket; socket.create_connection(('docker-proxy', 2375), timeout=3)")
+    assert reach.rc != 0, "the Docker API proxy is reachable from the scrape network"
+
+
+LIFECYCLE_PROBE = r"""
+import json, urllib.error, urllib.request
+codes = {}
+for path in ("/-/quit", "/-/reload"):
+    try:
+        urllib.request.urlopen(urllib.request.Request("http://prometheus:9090" + path, method="POST"), timeout=5)
+        codes[path] = 200
+    except urllib.error.HTTPError as exc:
+        codes[path] = exc.code
+print(json.dumps(codes))
+"""
+
+
+def test_prometheus_lifecycle_api_is_off_for_the_scrape_network(host):
+    started = host.check_output("docker inspect -f '{{.State.StartedAt}}' observability-prometheus-1")
+    out = host.check_output("docker exec standin-backend-1 python3 -c %s", LIFECYCLE_PROBE)
+    codes = json.loads(out.strip().splitlines()[-1])
+    assert codes == {"/-/quit": 403, "/-/reload": 403}, codes
+    time.sleep(2)
+    assert host.check_output("docker inspect -f '{{.State.StartedAt}} {{.State.Running}}' observability-prometheus-1") == started + " true"
+
+
+def test_prometheus_configuration_is_readable_by_prometheus_only(host):
+    config = host.file(f"{PROJECT}/prometheus/prometheus.yml")
+    assert config.mode == 0o640 and config.user == "root" and config.gid == 65534
 
 
 def test_published_ports_are_on_loopback_only(host):
@@ -160,7 +261,7 @@ def test_alert_fires_when_backend_stopped_and_reaches_alertmanager(host):
 def test_compose_project_defines_every_service(host):
     config = json.loads(host.check_output("docker compose --project-directory %s config --format json", PROJECT))
     services = config["services"]
-    assert set(services) == STARTED | NOT_STARTED
+    assert set(services) == STARTED | NOT_STARTED | {"docker-proxy"}
     for name, service in services.items():
         assert service.get("mem_limit"), f"{name} has no memory limit"
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
@@ -172,7 +273,7 @@ def test_compose_project_defines_every_service(host):
     for name in ("prometheus", "alertmanager", "grafana", "loki"):
         assert any(v["type"] == "volume" for v in services[name].get("volumes", [])), f"{name} has no named volume"
     ps = host.check_output("docker compose --project-directory %s ps --services", PROJECT).split()
-    assert set(ps) == STARTED, f"running: {ps}"
+    assert set(ps) == STARTED | {"docker-proxy"}, f"running: {ps}"
     print("SKIPPED HERE: %s not started (no image reachable offline); their configuration is checked below."
           % ", ".join(sorted(NOT_STARTED)))
 
@@ -289,3 +390,19 @@ def test_alert_rules_fire_on_synthetic_series(host, case):
         "docker run --rm --network none --user 0 --entrypoint promtool -v %s:/rules:ro -v %s:/test.yml:ro %s test rules /test.yml",
         f"{PROJECT}/prometheus/rules", path, image)
     assert result.rc == 0, result.stdout + result.stderr
+
+
+def test_a_configuration_change_reloads_prometheus_without_a_restart(host):
+    """The lifecycle API is off: the role reloads with SIGHUP."""
+    started = host.check_output("docker inspect -f '{{.State.StartedAt}}' observability-prometheus-1")
+    run = playbook(ROOT / "molecule/observability/converge.yml",
+                   extra_vars={"observability_prometheus_external_labels": {"host": "armstack-observability", "reload": "by-sighup"}})
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "RUNNING HANDLER [armstack.deploy.observability : Reload Prometheus]" in run.stdout
+    assert recap(run.stdout)["failed"] == 0
+
+    def reloaded():
+        return "by-sighup" in get_json(host, f"{PROM}/api/v1/status/config")["data"]["yaml"]
+    assert wait_for(reloaded, deadline=60), "Prometheus did not load the new configuration"
+    assert query(host, "prometheus_config_last_reload_successful")[0]["value"][1] == "1"
+    assert host.check_output("docker inspect -f '{{.State.StartedAt}}' observability-prometheus-1") == started
