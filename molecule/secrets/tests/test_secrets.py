@@ -258,9 +258,19 @@ BAD_CONTENT = [
 ]
 
 
+# A decrypted copy of a real secret, as when someone commits the output of
+# `ansible-vault decrypt`: refused before anything is written, never printed.
+PLAIN_COPY = os.path.join(tempfile.gettempdir(), "armstack-secrets-test-decrypted-backend.env")
+with open(PLAIN_COPY, "wb") as _plain:
+    _plain.write(decrypt_file(os.path.join(SOURCES, "backend.env")))
+
+
 @pytest.mark.parametrize(
     ("items", "expected"),
     [
+        ([{"name": "committed_by_mistake", "kind": "env_file", "src": PLAIN_COPY, "dest": "plain/backend.env"}],
+         ["sources not vault-encrypted (a decrypted file committed by mistake?): committed_by_mistake: " + PLAIN_COPY,
+          "secrets_require_vault refuses plain text"]),
         (BAD_CONTENT, [
             "bad_json: not valid JSON",
             "bad_sa: service-account keys missing or empty: private_key_id, private_key, client_email, client_id, token_uri",
@@ -276,7 +286,7 @@ BAD_CONTENT = [
         ([{"name": "escape", "content": "x", "dest": "../escape"}],
          ["secrets_items entry 0 (escape) is not valid"]),
     ],
-    ids=["content-of-each-kind", "missing-source", "unsafe-dest"],
+    ids=["plain-text-source", "content-of-each-kind", "missing-source", "unsafe-dest"],
 )
 def test_bad_input_fails_before_touching_the_host(host, items, expected):
     before = snapshot(host)
