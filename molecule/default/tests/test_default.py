@@ -14,6 +14,7 @@ import time
 
 import pytest
 import testinfra.utils.ansible_runner
+from armstack_verify import assert_host_has_no_leak, recap, vault_values, wait_until
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
@@ -179,3 +180,94 @@ def test_partial_runs_keep_the_backends_secret_files(host):
     assert rc == 0, out[-3000:]
     image, mounts = _serving(host)
     assert image.endswith("/backend:1.0.0") and SECRET_MOUNTS <= mounts, mounts
+
+
+def test_site_in_check_mode_on_the_converged_host_changes_nothing(host):
+    """`site.yml --check --diff`, as the example inventory's README recommends before a run."""
+    rc, out = _playbook("site.yml", "--check", "--diff")
+    totals = recap(out)
+    print("CHECK MODE on the converged host: rc %d, %s" % (rc, totals))
+    assert rc == 0, out[-4000:]
+    assert totals.get("changed") == 0 and totals.get("failed") == 0, out[-4000:]
+
+
+def test_no_secret_value_anywhere_on_the_host(host):
+    """The journal, docker inspect, compose config, the project files and every world-readable file."""
+    assert_host_has_no_leak(vault_values())
+
+
+PROBER = r"""
+import json, socket, sys, time
+host, blocked, allowed, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+start = time.monotonic()
+out = {"blocked_open": [], "allowed_first_open": None, "attempts": 0}
+while time.monotonic() - start < seconds:
+    for port in (blocked, allowed):
+        try:
+            socket.create_connection((host, port), timeout=0.3).close()
+        except OSError:
+            continue
+        if port == blocked:
+            out["blocked_open"].append(round(time.monotonic() - start, 2))
+        elif out["allowed_first_open"] is None:
+            out["allowed_first_open"] = round(time.monotonic() - start, 2)
+    out["attempts"] += 1
+    time.sleep(0.05)
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_a_reboot_brings_everything_back_firewall_first(host):
+    """The VM boots again (its container restarted, systemd from scratch, the
+    netfilter rules gone with the old network namespace): no port published on
+    0.0.0.0 is reachable from outside at any moment of the boot, and the stack,
+    its timers and its data are back."""
+    image = os.environ.get("ARMSTACK_BASE_IMAGE")
+    host.run("docker rm -f armstack-reboot-blocked")
+    host.check_output("docker run -d --name armstack-reboot-blocked --restart unless-stopped -p 0.0.0.0:18081:8000 "
+                      "armstack-registry:5000/armstack/backend:1.0.0")
+    marker = "reboot-" + os.urandom(6).hex()
+    host.check_output("curl -sk --resolve localhost:443:127.0.0.1 -X PUT --data-binary %s https://localhost/uploads/reboot.txt", marker)
+    snapshots_before = host.check_output("/usr/local/sbin/armstack-backup snapshots uploads --repository local")
+    subprocess.run(["docker", "rm", "-f", "armstack-reboot-prober"], capture_output=True, check=False)
+    subprocess.run(["docker", "run", "-d", "--name", "armstack-reboot-prober", "--network", OUTSIDE_NETWORK, image,
+                    "python3", "-c", PROBER, VM, "18081", "443", "240"], check=True, capture_output=True)
+    try:
+        time.sleep(3)
+        started = time.monotonic()
+        subprocess.run(["docker", "restart", "-t", "90", VM], check=True, capture_output=True, timeout=300)
+        restarted = time.monotonic() - started
+
+        def booted():
+            state = subprocess.run(["docker", "exec", VM, "systemctl", "is-system-running"], capture_output=True, text=True)
+            return state.stdout.strip() in ("running", "degraded")
+        _, boot = wait_until(booted, 240, message="systemd back up")
+
+        def serving():
+            return host.run("curl -sk -m 5 --resolve localhost:443:127.0.0.1 -o /dev/null -w '%{http_code}' "
+                            "https://localhost/health").stdout == "200"
+        _, serve = wait_until(serving, 240, message="the backend serving through Caddy again")
+
+        def healthy():
+            states = host.check_output("docker ps -a --format '{{.Names}} {{.Status}}'").splitlines()
+            waiting = [s for s in states if "armstack-reboot" not in s and ("(healthy)" not in s or not s.split()[1] == "Up")]
+            return not waiting
+        _, every = wait_until(healthy, 240, message="every container up and healthy")
+        print("REBOOT: container restart %.1f s; systemd up %.1f s later, the backend serving after %.1f s, "
+              "every container healthy after %.1f s" % (restarted, boot, serve, every))
+    finally:
+        subprocess.run(["docker", "wait", "armstack-reboot-prober"], capture_output=True, timeout=300, check=False)
+        probe = subprocess.run(["docker", "logs", "armstack-reboot-prober"], capture_output=True, text=True).stdout
+        subprocess.run(["docker", "rm", "-f", "armstack-reboot-prober"], capture_output=True, check=False)
+        host.run("docker rm -f armstack-reboot-blocked")
+    result = json.loads(probe.strip().splitlines()[-1])
+    print("REBOOT PROBE from outside: %d rounds; port 18081 (published, not allow-listed) open %d times; "
+          "443 first open %s s after the probe began" % (result["attempts"], len(result["blocked_open"]), result["allowed_first_open"]))
+    assert result["blocked_open"] == [], "a port published on 0.0.0.0 answered from outside during the boot"
+    assert result["allowed_first_open"] is not None
+    assert host.service("armstack-firewall").is_running or host.run("systemctl is-active armstack-firewall").stdout.strip() == "active"
+    timers = host.check_output("systemctl list-timers --all --no-legend 'armstack-backup*'")
+    scheduled = [line for line in timers.splitlines() if " left " in line]
+    assert len(scheduled) == 4, timers
+    assert host.check_output("curl -sk --resolve localhost:443:127.0.0.1 https://localhost/uploads/reboot.txt") == marker
+    assert host.check_output("/usr/local/sbin/armstack-backup snapshots uploads --repository local") == snapshots_before
