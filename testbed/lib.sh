@@ -237,6 +237,14 @@ ensure_registry() {
   _run_service "$ARMSTACK_REGISTRY_NAME" registry armstack-registry-data:/var/lib/docker-registry \
     -p "127.0.0.1:${ARMSTACK_REGISTRY_PORT}:5000"
 
+  # A second instance on the same storage that requires a login (htpasswd,
+  # the password in the local inventory's vault) and is read-only: the
+  # private registry the backend pulls from, as production pulls from ghcr.io
+  # or OCIR. VMs reach it as armstack-registry-auth:5000; nothing is pushed
+  # to it (the images are those pushed to the first one).
+  _run_service "${ARMSTACK_REGISTRY_NAME}-auth" registry armstack-registry-data:/var/lib/docker-registry \
+    -e ARMSTACK_REGISTRY_CONFIG=/etc/docker/registry/config-auth.yml
+
   for _ in $(seq 1 30); do
     curl -fsS "http://${ARMSTACK_REGISTRY_PUSH}/v2/" >/dev/null 2>&1 && return 0
     sleep 1

@@ -11,6 +11,11 @@ Endpoints:
                          drain tests
   PUT  /uploads/{name}   stores the request body under UPLOAD_DIR
   GET  /uploads/{name}   returns a stored upload
+  GET  /db/tables        tables in PostgreSQL's public schema (what the migrations made)
+  GET  /db/items         the items table; POST /db/items?name=N adds one
+  POST /jobs?count=N&ms=M&prefix=P   enqueues N jobs of M ms for the worker (Redis)
+  GET  /jobs/stats       jobs queued, started and done
+  GET  /jobs/report?prefix=P   who started and who finished each job of prefix P
 
 Settings (environment): APP_VERSION, READY (auto|never), DATABASE_URL (logged,
 password and all, while not ready: as careless apps do), STARTUP_DELAY
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -33,6 +39,8 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
+
+import settings
 
 VERSION = os.environ.get("APP_VERSION", "0.0.0")
 READY_MODE = os.environ.get("READY", "auto")
@@ -94,8 +102,30 @@ async def health():
     return {"status": "ok", "version": VERSION}
 
 
+def _dependencies_problem():
+    """Why PostgreSQL or Redis cannot be used right now, or None."""
+    conninfo = settings.database_conninfo()
+    if conninfo is not None:
+        import psycopg  # pylint: disable=import-outside-toplevel
+        try:
+            with psycopg.connect(**conninfo) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            return "database: %s" % type(exc).__name__
+    client = settings.redis_client()
+    if client is not None:
+        try:
+            client.ping()
+        except Exception as exc:  # pylint: disable=broad-except
+            return "redis: %s" % type(exc).__name__
+    return None
+
+
 @app.get("/ready")
-async def ready():
+def ready():
+    problem = _dependencies_problem() if _state["ready"] else None
+    if problem:
+        return JSONResponse({"status": "not ready", "reason": problem, "version": VERSION}, status_code=503)
     if not _state["ready"]:
         reason = "built with READY=never" if READY_MODE == "never" else "warming up"
         if DATABASE_URL:
@@ -104,6 +134,67 @@ async def ready():
             LOG.warning("not ready (%s); database at %s", reason, DATABASE_URL)
         return JSONResponse({"status": "not ready", "reason": reason, "version": VERSION}, status_code=503)
     return {"status": "ready", "version": VERSION}
+
+
+def _db():
+    conninfo = settings.database_conninfo()
+    if conninfo is None:
+        raise HTTPException(status_code=404, detail="no database configured (DB_HOST)")
+    import psycopg  # pylint: disable=import-outside-toplevel
+    return psycopg.connect(**conninfo)
+
+
+@app.get("/db/tables")
+def db_tables():
+    with _db() as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").fetchall()
+    return {"tables": [r[0] for r in rows], "version": VERSION}
+
+
+@app.get("/db/items")
+def db_items():
+    with _db() as conn:
+        rows = conn.execute("SELECT id, name FROM items ORDER BY id").fetchall()
+    return {"items": [{"id": r[0], "name": r[1]} for r in rows]}
+
+
+@app.post("/db/items", status_code=201)
+def db_add_item(name: str):
+    with _db() as conn:
+        row = conn.execute("INSERT INTO items (name) VALUES (%s) RETURNING id", (name,)).fetchone()
+    return {"id": row[0], "name": name}
+
+
+def _redis():
+    client = settings.redis_client()
+    if client is None:
+        raise HTTPException(status_code=404, detail="no Redis configured (REDIS_HOST)")
+    return client
+
+
+@app.post("/jobs", status_code=201)
+def enqueue_jobs(count: int = 1, ms: int = 100, prefix: str = "job"):
+    client = _redis()
+    count = max(1, min(count, 1000))
+    ids = ["%s-%d" % (prefix, i) for i in range(count)]
+    client.lpush(settings.QUEUE, *[json.dumps({"id": i, "ms": max(0, min(ms, 10000))}) for i in ids])
+    return {"enqueued": len(ids)}
+
+
+@app.get("/jobs/report")
+def jobs_report(prefix: str = "job"):
+    """Who started and who finished each job whose id starts with prefix (version@host)."""
+    client = _redis()
+    started = {k: v for k, v in client.hgetall(settings.STARTED).items() if k.startswith(prefix + "-")}
+    done = {k: v for k, v in client.hgetall(settings.DONE).items() if k.startswith(prefix + "-")}
+    return {"started": started, "done": done, "queued": client.llen(settings.QUEUE)}
+
+
+@app.get("/jobs/stats")
+def jobs_stats():
+    client = _redis()
+    return {"queued": client.llen(settings.QUEUE), "started": client.hlen(settings.STARTED),
+            "done": client.hlen(settings.DONE)}
 
 
 @app.get("/work")
