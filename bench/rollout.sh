@@ -3,9 +3,14 @@
 # connections mixed) through Caddy while
 #   (a) the backend rolls out to a new release,
 #   (b) the backend rolls out to a release that never becomes ready,
-#   (c) for comparison, a plain `docker compose up -d --force-recreate` of
+#   (c) the backend rolls out to a release whose release command (its
+#       migrations) fails,
+#   (d) for comparison, a plain `docker compose up -d --force-recreate` of
 #       the serving backend (what a naive deploy does),
-# and prints, per phase: requests sent, non-2xx, connection errors, p50/p99.
+# and prints, per phase: requests sent, non-2xx, connection errors, p50/p99;
+# and, while each phase runs, a steady stream of jobs for the backend's
+# worker (Redis): jobs enqueued, worked, lost, and worked by another worker
+# than the one that took them (a job cut off by a stopping worker).
 # Figures, not a test: nothing here asserts a time.
 #
 #   bench/rollout.sh                 against the local target (testbed/up)
@@ -16,8 +21,9 @@
 # present, or VAULT_PASSWORD_FILE), RATE (requests/s, default 100),
 # THREADS (default 16; half keep-alive, half a new connection per request),
 # COUNT (requests per phase, default 10000), MAX_SECONDS (per phase, 300),
-# NEW_IMAGE / OLD_IMAGE / BROKEN_IMAGE (image references), PHASES (a subset of
-# "rollout-new rollout-broken plain-recreate"). Per phase, bench/results/ keeps
+# NEW_IMAGE / OLD_IMAGE / BROKEN_IMAGE / BADMIGRATION_IMAGE (image references),
+# JOB_RATE (jobs/s, default 4; 0 = no jobs), PHASES (a subset of
+# "rollout-new rollout-broken rollout-badmigration plain-recreate"). Per phase, bench/results/ keeps
 # the load generator's JSON (with the time of the first failures), the deploy's
 # log (each task time-stamped) and Caddy's log.
 # The load generator runs inside the target VM and sends only to its own
@@ -202,6 +208,52 @@ stats["failed"] = stats["non_2xx"] + stats["conn_errors"]
 print(json.dumps(stats, sort_keys=True))
 PY
 
+read -r -d '' JOBGEN <<'PY' || true
+"""A steady stream of jobs for the reference backend's worker, through Caddy:
+POST /jobs?count=1&ms=MS&prefix=PREFIX-N at RATE jobs/s until --stop-file
+exists, then waits (bounded) until every job was worked and prints one JSON
+line: enqueued, done, lost (enqueued, never done), cut (done by another
+worker than the one that started it)."""
+import argparse, json, os, ssl, time, urllib.request
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--prefix", required=True)
+parser.add_argument("--rate", type=float, default=4.0)
+parser.add_argument("--ms", type=int, default=1500)
+parser.add_argument("--cafile", default="")
+parser.add_argument("--stop-file", required=True)
+parser.add_argument("--drain-seconds", type=float, default=180.0)
+args = parser.parse_args()
+context = ssl.create_default_context(cafile=args.cafile or None)
+base = "https://localhost"
+
+
+def call(method, path):
+    request = urllib.request.Request(base + path, method=method)
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
+        return json.loads(response.read())
+
+
+sent, failed = 0, 0
+while not os.path.exists(args.stop_file):
+    try:
+        call("POST", "/jobs?count=1&ms=%d&prefix=%s-%d" % (args.ms, args.prefix, sent))
+        sent += 1
+    except Exception:  # noqa: BLE001 - counted, reported
+        failed += 1
+    time.sleep(1.0 / args.rate)
+deadline = time.monotonic() + args.drain_seconds
+report = call("GET", "/jobs/report?prefix=" + args.prefix)
+while (report["queued"] or len(report["done"]) < sent) and time.monotonic() < deadline:
+    time.sleep(1)
+    report = call("GET", "/jobs/report?prefix=" + args.prefix)
+ids = {"%s-%d-0" % (args.prefix, i) for i in range(sent)}
+print(json.dumps({"enqueued": sent, "enqueue_failed": failed, "done": len(ids & set(report["done"])),
+                  "lost": len(ids - set(report["done"])),
+                  "cut": sum(1 for i in ids & set(report["done"]) if report["started"].get(i) != report["done"][i]),
+                  "workers": sorted(set(report["done"].values()))}))
+PY
+
 if [ "${1:-}" = print-loadgen ]; then
   printf '%s\n' "$LOADGEN"
   exit 0
@@ -214,10 +266,13 @@ RATE="${RATE:-100}"
 COUNT="${COUNT:-10000}"
 THREADS="${THREADS:-16}"
 MAX_SECONDS="${MAX_SECONDS:-300}"
-REGISTRY="${REGISTRY:-armstack-registry:5000}"
+# The local inventory pulls the backend from the test bed's private registry.
+REGISTRY="${REGISTRY:-armstack-registry-auth:5000}"
 OLD_IMAGE="${OLD_IMAGE:-$REGISTRY/armstack/backend:1.0.0}"
 NEW_IMAGE="${NEW_IMAGE:-$REGISTRY/armstack/backend:1.1.0}"
 BROKEN_IMAGE="${BROKEN_IMAGE:-$REGISTRY/armstack/backend:broken}"
+BADMIGRATION_IMAGE="${BADMIGRATION_IMAGE:-$REGISTRY/armstack/backend:badmigration}"
+JOB_RATE="${JOB_RATE:-4}"
 PROJECT="${PROJECT:-armstack}"
 RESULTS="$ROOT/bench/results"
 mkdir -p "$RESULTS"
@@ -251,21 +306,31 @@ deploy() {
 # the load goes on until COUNT requests were sent (at least), then stops.
 load() {
   local phase="$1"; shift
-  local stop="/tmp/armstack-bench-stop" out="$RESULTS/$phase.json" rc=0 since
+  local stop="/tmp/armstack-bench-stop" out="$RESULTS/$phase.json" rc=0 since jobs_pid=""
   since=$(date +%s)
-  docker exec "$TARGET" rm -f "$stop"
+  docker exec "$TARGET" rm -f "$stop" /tmp/armstack-bench-jobs-stop
   docker exec -i "$TARGET" sh -c "cat > /tmp/armstack-loadgen.py" <<<"$LOADGEN"
+  docker exec -i "$TARGET" sh -c "cat > /tmp/armstack-jobgen.py" <<<"$JOBGEN"
   docker exec "$TARGET" sh -c "docker exec $PROJECT-caddy-1 cat /data/caddy/pki/authorities/local/root.crt > /tmp/armstack-bench-ca.crt"
   docker exec "$TARGET" python3 /tmp/armstack-loadgen.py --phase "$phase" --url https://localhost/ \
     --rate "$RATE" --count "$COUNT" --min-count "$COUNT" --max-seconds "$MAX_SECONDS" \
     --threads "$THREADS" --stop-file "$stop" --cafile /tmp/armstack-bench-ca.crt >"$out" &
   local pid=$!
+  if [ "$JOB_RATE" != 0 ]; then
+    docker exec "$TARGET" python3 /tmp/armstack-jobgen.py --prefix "bench-$phase-$since" --rate "$JOB_RATE" \
+      --stop-file /tmp/armstack-bench-jobs-stop --cafile /tmp/armstack-bench-ca.crt >"$RESULTS/$phase.jobs.json" &
+    jobs_pid=$!
+  else
+    echo '{}' >"$RESULTS/$phase.jobs.json"
+  fi
   sleep 3
   log "$phase: $*"
   "$@" || rc=$?
   log "$phase: done (rc=$rc), load continues to $COUNT requests"
   docker exec "$TARGET" touch "$stop"
   wait "$pid" || true
+  docker exec "$TARGET" touch /tmp/armstack-bench-jobs-stop
+  [ -z "$jobs_pid" ] || wait "$jobs_pid" || true
   echo "$rc" > "$RESULTS/$phase.rc"
   docker exec "$TARGET" docker logs --since "$since" "$PROJECT-caddy-1" >"$RESULTS/caddy-$phase.log" 2>&1 || true
 }
@@ -279,27 +344,33 @@ plain_recreate() {
 
 log "bench: $RATE req/s, $COUNT requests per phase, target $TARGET"
 deploy "$OLD_IMAGE" prepare || die "deploying $OLD_IMAGE failed (see $RESULTS/deploy-prepare.log)"
-PHASES="${PHASES:-rollout-new rollout-broken plain-recreate}"
+PHASES="${PHASES:-rollout-new rollout-broken rollout-badmigration plain-recreate}"
 for phase in $PHASES; do
   case "$phase" in
     rollout-new) load rollout-new deploy "$NEW_IMAGE" new ;;
     rollout-broken) load rollout-broken deploy "$BROKEN_IMAGE" broken ;;
+    rollout-badmigration) load rollout-badmigration deploy "$BADMIGRATION_IMAGE" badmigration ;;
     plain-recreate) load plain-recreate plain_recreate ;;
-    *) die "unknown phase $phase (rollout-new, rollout-broken, plain-recreate)" ;;
+    *) die "unknown phase $phase (rollout-new, rollout-broken, rollout-badmigration, plain-recreate)" ;;
   esac
 done
 
-printf '\n%-16s %8s %8s %8s %11s %8s %8s %8s  %s\n' phase sent non2xx connerr stale-retry p50_ms p99_ms max_ms "deploy rc"
+printf '\n%-21s %7s %7s %7s %11s %7s %7s %8s %9s %5s %4s %4s  %s\n' phase sent non2xx connerr stale-retry p50_ms p99_ms max_ms "deploy rc" jobs lost cut versions
 for phase in $PHASES; do
-  python3 - "$RESULTS/$phase.json" "$(cat "$RESULTS/$phase.rc")" <<'PY'
+  python3 - "$RESULTS/$phase.json" "$(cat "$RESULTS/$phase.rc")" "$RESULTS/$phase.jobs.json" <<'PY'
 import json, sys, time
 s = json.load(open(sys.argv[1]))
-print("%-16s %8d %8d %8d %11d %8s %8s %8s  %s  %s" % (
+try:
+    j = json.load(open(sys.argv[3]))
+except (OSError, ValueError):
+    j = {}
+print("%-21s %7d %7d %7d %11d %7s %7s %8s %9s %5s %4s %4s  %s" % (
     s["phase"], s["sent"], s["non_2xx"], s["conn_errors"], s["stale_retries"],
-    s["p50_ms"], s["p99_ms"], s["max_ms"], sys.argv[2], json.dumps(s["versions"])))
+    s["p50_ms"], s["p99_ms"], s["max_ms"], sys.argv[2], j.get("enqueued", "-"), j.get("lost", "-"), j.get("cut", "-"),
+    json.dumps(s["versions"])))
 for failure in s.get("failures", []):
     print("    failed at %s: %s%s" % (time.strftime("%H:%M:%S", time.localtime(failure["at"])) + ("%.3f" % (failure["at"] % 1))[1:],
                                   failure["what"], " after %s ms" % failure["after_ms"] if "after_ms" in failure else ""))
 PY
 done
-echo "(rollout-broken is expected to end with deploy rc != 0: the play fails, the old release keeps serving)"
+echo "(rollout-broken and rollout-badmigration are expected to end with deploy rc != 0: the play fails, the old release keeps serving)"

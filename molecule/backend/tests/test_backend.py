@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import threading
+import time
 
 import pytest
 import testinfra.utils.ansible_runner
-from armstack_verify import assert_no_leak, vault_values
+from armstack_verify import assert_no_leak, recap, vault_values
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
 ROOT = os.environ.get("ARMSTACK_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 SCENARIO = os.path.join(ROOT, "molecule", "backend")
 VM = "armstack-backend"
-REGISTRY = "armstack-registry:5000"
+# The backend comes from the test bed's private registry (a login required).
+REGISTRY = "armstack-registry-auth:5000"
 IMAGE = REGISTRY + "/armstack/backend:{}"
 CA = "/tmp/armstack-verify-ca.crt"
 PROJECT_DIR = "/opt/armstack"
@@ -106,6 +109,70 @@ def caddy_reloads(host):
 def backend_containers(host):
     out = host.check_output("docker ps -a --filter label=com.docker.compose.project=armstack --format '{{.Names}} {{.Image}} {{.ID}}'")
     return sorted(line for line in out.splitlines() if "backend_" in line)
+
+
+def containers(host, label="com.docker.compose.project=armstack"):
+    """{name: (id, started)} of every container of the project."""
+    out = host.check_output("docker ps -a --filter label=%s --format '{{.Names}}'" % label).split()
+    return {name: host.check_output("docker inspect -f '{{.Id}} {{.State.StartedAt}}' %s" % name) for name in sorted(out)}
+
+
+def accessories(host):
+    return {name: value for name, value in containers(host).items() if name in ("armstack-db-1", "armstack-redis-1")}
+
+
+def jobs_report(host, prefix):
+    return json.loads(get(host, "/jobs/report?prefix=" + prefix))
+
+
+class JobStream:
+    """A steady stream of jobs for the worker (one every 0.25 s, 1.5 s of work
+    each), enqueued through Caddy, as the app's users would enqueue them."""
+
+    def __init__(self, host, prefix):
+        self.host, self.prefix, self.sent = host, prefix, 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            code = subprocess.run(["docker", "exec", VM, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", CA,
+                                   "-X", "POST", "https://localhost/jobs?count=1&ms=1500&prefix=%s-%d" % (self.prefix, self.sent)],
+                                  capture_output=True, text=True, check=False).stdout
+            if code == "201":
+                self.sent += 1
+            self._stop.wait(0.25)
+
+    def stop(self):
+        """Stop enqueuing; wait (bounded) until every job was worked; return the report."""
+        self._stop.set()
+        self.thread.join(30)
+
+        def drained():
+            report = jobs_report(self.host, self.prefix)
+            return report if report["queued"] == 0 and len(report["done"]) >= self.sent else None
+        report = None
+        for _ in range(120):
+            report = drained()
+            if report:
+                break
+            time.sleep(1)
+        print("jobs %s: %d enqueued, %d started, %d done, by %s" % (
+            self.prefix, self.sent, len(report["started"]) if report else -1, len(report["done"]) if report else -1,
+            sorted(set((report or {"done": {}})["done"].values()))))
+        assert report, "the jobs were not all worked within 120 s: %s" % jobs_report(self.host, self.prefix)
+        return report
+
+
+def assert_every_job_done_once_by_who_started_it(stream, report):
+    assert stream.sent >= 10, "too few jobs to mean anything"
+    ids = {"%s-%d-0" % (stream.prefix, i) for i in range(stream.sent)}
+    assert set(report["done"]) == ids, "jobs lost or unknown: %s" % sorted(ids ^ set(report["done"]))
+    # The worker that took a job finished it: an old worker stopped during the
+    # rollout finished its job in progress before it exited.
+    unfinished = {i: (report["started"][i], report["done"][i]) for i in ids if report["started"][i] != report["done"][i]}
+    assert not unfinished, unfinished
 
 
 class Load:
@@ -211,11 +278,26 @@ def test_rollout_to_a_new_release_under_load_drops_nothing(host):
     before = state(host)
     assert serving_files(host) == {before["active"]: IMAGE.format("1.0.0")}
     reloads = caddy_reloads(host)
+    steady = accessories(host)
+    assert json.loads(get(host, "/db/tables"))["tables"] == ["items", "schema_migrations"]
     load = Load("rollout 1.0.0 -> 1.1.0")
+    jobs = JobStream(host, "rollout")
+    time.sleep(3)
     rc, out = converge({"backend_image": IMAGE.format("1.1.0")})
+    time.sleep(3)
     result = load.stop()
+    report = jobs.stop()
     assert rc == 0, out[-3000:]
     assert version(host) == "1.1.0"
+    # The release command (the app's migrations) ran before 1.1.0 took traffic:
+    # the table 1.1.0 adds is there.
+    assert "orders" in json.loads(get(host, "/db/tables"))["tables"]
+    # Every job enqueued during the rollout was worked once, by the worker that
+    # took it, old (1.0.0) and new (1.1.0) workers both.
+    assert_every_job_done_once_by_who_started_it(jobs, report)
+    assert {who.split("@")[0] for who in report["done"].values()} == {"1.0.0", "1.1.0"}, report["done"]
+    # PostgreSQL and Redis were not touched by the release.
+    assert accessories(host) == steady
     after = state(host)
     assert after["active"] != before["active"]
     # Switched by the serving file, without reloading Caddy (a reload re-binds
@@ -278,6 +360,89 @@ def test_rollout_to_a_broken_release_keeps_the_old_one_serving(host):
     assert set(result["versions"]) == {"1.1.0"}
 
 
+def test_a_failing_migration_leaves_the_old_release_serving(host):
+    """The release command of a release fails (a migration with an error):
+    the rollout stops before the new release starts, the old one serves on,
+    under load, and the play says why, with no secret in its output."""
+    fetch_ca(host)
+    before = state(host)
+    steady = containers(host)
+    load = Load("rollout 1.1.0 -> badmigration")
+    rc, out = converge({"backend_image": IMAGE.format("badmigration")}, verbosity=3)
+    result = load.stop()
+    flat = " ".join(out.split())
+    assert rc != 0, "the play must fail when the release command fails"
+    assert "Rollout of %s aborted: its release command failed" % IMAGE.format("badmigration") in flat
+    assert "099_broken.sql FAILED" in flat, "the command's last lines are not in the message"
+    assert "still serves" in flat
+    assert version(host) == "1.1.0"
+    assert state(host) == before
+    # Nothing of the failed release runs, not even its one-off container.
+    assert host.check_output("docker ps -aq --filter label=armstack.backend.release_command=true") == ""
+    assert containers(host) == steady
+    log = host.file("/var/log/armstack/backend-release.log")
+    assert log.user == "root" and log.mode == 0o600 and "099_broken.sql" in log.content_string
+    assert result["non_2xx"] == 0, result
+    assert result["conn_errors"] == 0, result
+    assert_no_leak("failed release command at -vvv", out, vault_values(LEAKY_PASSWORD))
+
+
+def test_a_second_run_with_the_same_release_touches_no_container(host):
+    before = containers(host)
+    rc, out = converge()
+    assert rc == 0, out[-3000:]
+    assert containers(host) == before
+    assert recap(out)["changed"] == 0, out[-3000:]
+
+
+def test_an_accessory_change_is_applied_on_purpose_and_keeps_its_data(host):
+    """A changed accessory definition recreates that accessory, and the play
+    says so; the backend and the other accessory are not touched."""
+    auth = 'REDISCLI_AUTH="$(cat /opt/armstack/secrets/backend/redis_password)"'
+    host.run_expect([0], "docker exec armstack-backend_%s-1 true" % state(host)["active"])
+    host.run_expect([0], "%s docker exec -e REDISCLI_AUTH armstack-redis-1 redis-cli set armstack:kept yes" % auth)
+    before = containers(host)
+    # The test inventory's Redis limit is a knob (armstack_testbed_redis_memory_mb).
+    rc, out = converge({"armstack_testbed_redis_memory_mb": 112})
+    assert rc == 0, out[-3000:]
+    assert "Accessories (re)created because their definition changed: redis" in " ".join(out.split())
+    after = containers(host)
+    assert after["armstack-redis-1"] != before["armstack-redis-1"]
+    assert {k: v for k, v in after.items() if k != "armstack-redis-1"} == {k: v for k, v in before.items() if k != "armstack-redis-1"}
+    assert host.check_output("%s docker exec -e REDISCLI_AUTH armstack-redis-1 redis-cli get armstack:kept" % auth) == "yes"
+    rc, out = converge()
+    assert rc == 0, out[-3000:]
+
+
+def test_a_refused_registry_login_fails_before_any_change(host):
+    watched = " ".join(PROJECT_DIR + f for f in ("/compose.yaml", "/caddy/Caddyfile", "/release.json"))
+    files = host.check_output("sha256sum " + watched)
+    before = containers(host)
+    wrong = "wrong-token-" + os.urandom(8).hex()
+    rc, out = converge({"backend_image": IMAGE.format("1.0.0"),
+                        "backend_registries": [{"server": REGISTRY, "username": "armstack", "password": wrong}]}, verbosity=3)
+    flat = " ".join(out.split())
+    assert rc != 0
+    assert "Docker could not log in to %s as armstack" % REGISTRY in flat, out[-3000:]
+    assert "The serving release was not touched" in flat
+    assert host.check_output("sha256sum " + watched) == files
+    assert containers(host) == before
+    assert_no_leak("refused registry login at -vvv", out, vault_values(wrong))
+
+
+def test_registry_credentials_live_only_in_dockers_root_only_file_and_can_be_removed(host):
+    config = host.file("/root/.docker/config.json")
+    assert config.user == "root" and config.mode == 0o600
+    assert REGISTRY in json.loads(config.content_string)["auths"]
+    assert host.file("/root/.docker").mode == 0o700
+    rc, out = converge({"backend_registries": [{"server": REGISTRY, "username": "armstack", "state": "absent"}]})
+    assert rc == 0, out[-3000:]
+    assert REGISTRY not in json.loads(host.file("/root/.docker/config.json").content_string).get("auths", {})
+    rc, out = converge()
+    assert rc == 0, out[-3000:]
+    assert REGISTRY in json.loads(host.file("/root/.docker/config.json").content_string)["auths"]
+
+
 def test_rollback_returns_to_the_previous_release(host):
     rc, out = playbook(os.path.join(ROOT, "playbooks", "rollback.yml"))
     assert rc == 0, out[-3000:]
@@ -301,6 +466,11 @@ def test_a_memory_budget_the_vm_cannot_hold_fails_before_any_change(host):
     assert host.check_output("docker inspect -f '{{.Id}}' armstack-caddy-1") == caddy
     assert host.file(PROJECT_DIR + "/compose.yaml").sha256sum == compose
     assert version(host) == "1.0.0"
+    # An explicit limit counts as it is (it was not counted at all before).
+    rc, out = converge({"backend_image": IMAGE.format("1.1.0"), "backend_memory_limit_mb": 200000})
+    assert rc != 0, "a backend limit of 200000 MiB on this VM must not pass the memory check"
+    assert backend_containers(host) == containers
+    assert host.file(PROJECT_DIR + "/compose.yaml").sha256sum == compose
 
 
 def test_a_rollout_killed_after_the_switch_is_served_by_the_next_run(host):
@@ -347,6 +517,18 @@ BAD_INPUT = [
     ({"backend_environment": {"FINE": "x\nINJECTED=1"}}, "backend_environment: expected keys of letters"),
     ({"backend_secret_mounts": [{"source": "/etc/x\n", "target": "/run/x"}]}, "backend_secret_mounts: expected a list"),
     ({"backend_internal_paths": ["/metrics {"]}, "backend_internal_paths: expected URL paths"),
+    ({"backend_registries": [{"server": REGISTRY, "username": "armstack"}]}, "backend_registries (passwords): expected a password"),
+    ({"backend_registries": [{"server": "https://" + REGISTRY, "username": "armstack", "password": "x"}]},
+     "backend_registries: expected a list of {server, username, password}"),
+    ({"backend_processes": [{"name": "worker", "command": []}]}, "backend_processes (commands): expected a command"),
+    ({"backend_processes": [{"name": "caddy", "command": ["true"]}]}, "backend_processes (names): expected unique names"),
+    ({"backend_accessories": [{"name": "db", "preset": "postgres", "memory_limit_mb": 256}]},
+     "backend_accessories (passwords): expected a password"),
+    ({"backend_accessories": [{"name": "cache", "image": "armstack-registry:5000/armstack/redis:7", "user": "999:999"}],
+      "backend_accessory_limit_required_below_mb": 10 ** 9}, "backend_accessories (memory limits): expected a memory_limit_mb"),
+    ({"backend_accessories": [{"name": "cache", "image": "armstack-registry:5000/armstack/redis:7", "memory_limit_mb": 64}]},
+     "backend_accessories (images and users): expected an image reference and a non-root user"),
+    ({"backend_release_command": ["python", "-m", "migrate\nrm -rf /"]}, "expected argument lists of strings without a line break"),
 ]
 
 
@@ -367,3 +549,74 @@ def test_modules_run_on_the_vm(host):
     fetch_ca(host)
     rc, out = playbook(os.path.join(SCENARIO, "verify_modules.yml"))
     assert rc == 0, out[-3000:]
+
+
+# --- Certificates from a real ACME server (Pebble), last: they change the TLS setup ---
+
+PEBBLE = "armstack-pebble"
+ACME = {"backend_tls": "acme", "backend_domains": ["api.armstack.test"], "backend_acme_email": "ops@armstack.test",
+        "backend_acme_ca": "https://armstack-pebble:14000/dir", "backend_acme_ca_root": "/etc/armstack/pebble-ca.pem",
+        "backend_acme_wait": 30}
+SERVED_CERT = r"""
+import hashlib, json, socket, ssl, sys, tempfile
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=5), server_hostname=sys.argv[1]) as conn:
+    der = conn.getpeercert(binary_form=True)
+with tempfile.NamedTemporaryFile("w", suffix=".pem") as pem:
+    pem.write(ssl.DER_cert_to_PEM_cert(der))
+    pem.flush()
+    decoded = ssl._ssl._test_decode_cert(pem.name)
+issuer = dict(item for rdn in decoded["issuer"] for item in rdn)
+print(json.dumps({"sha256": hashlib.sha256(der).hexdigest(), "issuer": issuer.get("commonName", ""),
+                  "names": [v for k, v in decoded.get("subjectAltName", ()) if k == "DNS"]}))
+"""
+
+
+def served_cert(host, name):
+    return json.loads(host.check_output("python3 -c %s %s", SERVED_CERT, name))
+
+
+def pebble_orders():
+    logs = subprocess.run(["docker", "logs", PEBBLE], capture_output=True, text=True, check=True)
+    return (logs.stdout + logs.stderr).count("Issued certificate serial")
+
+
+def test_acme_certificate_from_a_real_acme_server_survives_a_recreate_and_a_vm_restart(host):
+    ca = subprocess.run(["docker", "exec", PEBBLE, "cat", "/etc/pebble/ca.pem"], capture_output=True, check=True).stdout
+    subprocess.run(["docker", "exec", "-i", VM, "sh", "-c", "install -d -m 0755 /etc/armstack && cat > /etc/armstack/pebble-ca.pem"],
+                   input=ca, check=True)
+    orders = pebble_orders()
+    rc, out = converge(ACME)
+    assert rc == 0, out[-3000:]
+    cert = served_cert(host, "api.armstack.test")
+    print("ACME: certificate for %s from %s, %d order(s) at Pebble" % (cert["names"], cert["issuer"], pebble_orders() - orders))
+    assert cert["issuer"].startswith("Pebble Intermediate CA"), cert
+    assert cert["names"] == ["api.armstack.test"]
+    assert pebble_orders() == orders + 1
+    # A Caddy recreate (an image upgrade) keeps it: the certificate lives in the caddy_data volume.
+    host.run_expect([0], "cd %s && docker compose up -d --force-recreate --no-deps caddy" % PROJECT_DIR)
+    wait_healthy(host, "armstack-caddy-1")
+    assert served_cert(host, "api.armstack.test")["sha256"] == cert["sha256"]
+    # So does a restart of the VM (systemd boots again, Docker starts the stack).
+    subprocess.run(["docker", "restart", "-t", "60", VM], check=True, capture_output=True, timeout=300)
+    wait_until(host, "[ \"$(docker inspect -f '{{.State.Health.Status}}' armstack-caddy-1 2>/dev/null)\" = healthy ]",
+               180, "Caddy did not come back healthy after the VM restart")
+    wait_until(host, "python3 -c %s api.armstack.test >/dev/null 2>&1" % shlex.quote(SERVED_CERT), 60, "no TLS after the restart")
+    assert served_cert(host, "api.armstack.test")["sha256"] == cert["sha256"]
+    assert pebble_orders() == orders + 1, "a second order: the certificate was not kept"
+
+
+def test_a_first_deploy_fails_clearly_when_the_acme_server_cannot_be_reached(host):
+    subprocess.run(["docker", "stop", PEBBLE], check=True, capture_output=True)
+    try:
+        rc, out = converge(dict(ACME, backend_domains=["new.armstack.test", "api.armstack.test"]))
+    finally:
+        subprocess.run(["docker", "start", PEBBLE], check=True, capture_output=True)
+    flat = " ".join(out.split())
+    assert rc != 0
+    assert "Caddy has no certificate for it:" in flat, out[-3000:]
+    assert "https://armstack-pebble:14000/dir can be reached from the host" in flat
+    # The release itself serves on (its readiness passed; only the new name lacks a certificate).
+    assert served_cert(host, "api.armstack.test")["issuer"].startswith("Pebble Intermediate CA")
