@@ -430,6 +430,20 @@ def test_a_refused_registry_login_fails_before_any_change(host):
     assert_no_leak("refused registry login at -vvv", out, vault_values(wrong))
 
 
+def test_an_image_that_cannot_be_pulled_fails_before_any_change(host):
+    watched = " ".join(PROJECT_DIR + f for f in ("/compose.yaml", "/caddy/Caddyfile", "/release.json"))
+    files = host.check_output("sha256sum " + watched)
+    before = containers(host)
+    rc, out = converge({"backend_image": "armstack-nowhere.invalid:5000/armstack/backend:1.1.0"}, verbosity=3)
+    flat = " ".join(out.split())
+    assert rc != 0
+    assert "Cannot pull armstack-nowhere.invalid:5000/armstack/backend:1.1.0" in flat, out[-3000:]
+    assert "still serves" in flat
+    assert host.check_output("sha256sum " + watched) == files
+    assert containers(host) == before
+    assert_no_leak("unreachable registry at -vvv", out, vault_values())
+
+
 def test_registry_credentials_live_only_in_dockers_root_only_file_and_can_be_removed(host):
     config = host.file("/root/.docker/config.json")
     assert config.user == "root" and config.mode == 0o600
