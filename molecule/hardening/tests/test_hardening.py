@@ -343,13 +343,44 @@ def test_lockout_guard_refuses_root_as_admin(host):
     assert "LOCK-OUT GUARD" in res.stdout + res.stderr and "changed=0" in res.stdout
 
 
-@pytest.mark.parametrize("extra, message", [
+# Each string that ends up in a configuration file, a unit or a command line,
+# with a value that would inject a line (or an option) there. The message names
+# the variable and shows the bad value as JSON (a newline as \\n).
+BAD_INPUT = [
     ({"hardening_firewall_allowed_tcp_ports": ["http"]}, "hardening_firewall_allowed_tcp_ports"),
-    ({"hardening_firewall_allowed_tcp_ports": [22, 70000]}, "bad TCP: [70000]"),
+    ({"hardening_firewall_allowed_tcp_ports": [22, 70000]}, "hardening_firewall_allowed_tcp_ports must be integers 1-65535; bad: [70000]"),
+    ({"hardening_firewall_allowed_udp_ports": [0]}, "hardening_firewall_allowed_udp_ports must be integers 1-65535; bad: [0]"),
     ({"hardening_firewall_allowed_sources": ["10.0.0.0/33"]}, "10.0.0.0/33"),
     ({"hardening_firewall_allowed_sources": ["office"]}, "office"),
+    ({"hardening_firewall_allowed_sources": ["192.0.2.0/24\n-A ARMSTACK-INPUT -j ACCEPT"]},
+     'hardening_firewall_allowed_sources must be IPv4/IPv6 addresses or CIDRs such as 192.0.2.0/24; bad: ["192.0.2.0/24\\n-A ARMSTACK-INPUT -j ACCEPT"]'),
     ({"hardening_ssh_port": "ssh"}, "hardening_ssh_port"),
-])
+    ({"hardening_firewall_trusted_interfaces": ["+", "-i", "eth0\n-A ARMSTACK-INPUT -j ACCEPT"]},
+     'hardening_firewall_trusted_interfaces must be interface names (up to 15 characters, not starting with -) with an optional '
+     'trailing + wildcard; bad: ["+", "-i", "eth0\\n-A ARMSTACK-INPUT -j ACCEPT"]'),
+    ({"hardening_time_servers": ["pool.ntp.org\nallow all", "-4"]},
+     'hardening_time_servers must be host names or IP addresses; bad: ["pool.ntp.org\\nallow all", "-4"]'),
+    ({"hardening_ssh_admin_user": "-oProxyCommand=sh"}, 'hardening_ssh_admin_user must be a user name'),
+    ({"hardening_ssh_allow_groups": ["ssh-users\nPermitRootLogin yes"]},
+     'hardening_ssh_allow_groups must be group names (lower case letters, digits, _ -; not starting with - or a digit); '
+     'bad: ["ssh-users\\nPermitRootLogin yes"]'),
+    ({"hardening_ssh_ciphers": ["aes256-ctr,3des-cbc", "+aes128-cbc"]},
+     'bad: ["aes256-ctr,3des-cbc", "+aes128-cbc"]'),
+    ({"hardening_ssh_admin_authorized_keys": ['command="sh" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA x']},
+     "hardening_ssh_admin_authorized_keys must be one OpenSSH public key line an item"),
+    ({"hardening_login_banner": "Welcome to \\n (\\r)"}, "hardening_login_banner must be text up to 2048 characters"),
+    ({"hardening_sysctl_overrides": {"-kernel.modules_disabled": 1}}, 'hardening_sysctl_overrides (keys) must be sysctl keys'),
+    ({"hardening_sysctl_overrides": {"net.ipv4.tcp_syncookies": "1\nkernel.modules_disabled = 1"}},
+     'hardening_sysctl_overrides (values) must be one-line values'),
+    ({"hardening_journald_system_max_use": "200M\nStorage=volatile"}, 'hardening_journald_system_max_use must be a size such as 200M'),
+    ({"hardening_updates_extra_origins_patterns": ['origin=x"; APT::Update::Pre-Invoke {"touch /tmp/pwned";}; //']},
+     "hardening_updates_extra_origins_patterns must be Origins-Pattern lines"),
+    ({"hardening_auditd_extra_rules": ["-w /etc/hosts -p wa -k hosts\n-D"]}, "hardening_auditd_extra_rules must be one auditctl rule an item"),
+    ({"hardening_swap_file": "/swapfile /etc/shadow"}, "hardening_swap_file must be an absolute path"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_INPUT, ids=[f"{i}-{next(iter(extra))}" for i, (extra, _) in enumerate(BAD_INPUT)])
 def test_bad_input_fails_validation(extra, message):
     # No fact gathering: validation must fail before anything else runs.
     res = _playbook("-e", json.dumps(extra), "-e", "armstack_gather_facts=false")
