@@ -405,6 +405,141 @@ def _fingerprint(host) -> str:
     return hashlib.sha256(out.encode()).hexdigest()
 
 
+CONVERGE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "converge.yml")
+
+
+# --- SSH socket activation: the port is the socket's, and the rescue restores it ----
+
+SOCKET_DROPIN = "/etc/systemd/system/ssh.socket.d/addresses.conf"
+# A stand-in for Ubuntu 22.10+'s sshd-socket-generator (Debian 12 has none): at
+# every daemon-reload it makes ssh.socket listen on sshd_config's Port when that
+# is not the default, in the same file the real one writes.
+GENERATOR = "/etc/systemd/system-generators/sshd-socket-generator"
+GENERATOR_SCRIPT = r"""#!/bin/sh
+# armstack test stand-in for Ubuntu's sshd-socket-generator.
+ports=$(/usr/sbin/sshd -T 2>/dev/null | awk '$1 == "port" { print $2 }')
+[ -n "$ports" ] && [ "$ports" != 22 ] || exit 0
+mkdir -p "$1/ssh.socket.d"
+{ echo '[Socket]'; echo 'ListenStream='; for p in $ports; do echo "ListenStream=$p"; done; } > "$1/ssh.socket.d/addresses.conf"
+"""
+# Ubuntu's ssh.socket is RequiredBy=ssh.service: a restart of the socket restarts sshd.
+UBUNTU_REQUIRES = "/etc/systemd/system/ssh.service.d/armstack-test-requires-socket.conf"
+
+
+@pytest.fixture
+def over_ssh(host, tmp_path):
+    """Runs converge.yml over SSH as an operator does (debian with the operator
+    key, to the VM's address on the trusted `armstack` network), so that the
+    role's new-connection check and its rescue run. `block(port)` makes new
+    connections to a port fail, as a cloud security list that does not open it
+    would (mangle PREROUTING: the role never touches that table)."""
+    ip = json.loads(sh("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", VM, check=True).stdout)["armstack"]["IPAddress"]
+    (tmp_path / "group_vars").symlink_to(os.path.join(ROOT, "inventories/local/group_vars"))
+    inventory = tmp_path / "hosts.yml"
+    blocked = []
+
+    class OverSSH:
+        address = ip
+
+        def run(self, port=22, **extra_vars):
+            # The port Ansible connects on is the inventory's, as an operator's is
+            # (an extra var would also win over the new-connection check's port).
+            inventory.write_text(json.dumps({"armstack_hosts": {"hosts": {VM: {
+                "ansible_host": ip, "ansible_user": "debian", "ansible_port": port,
+                "ansible_ssh_private_key_file": f"{EPHEMERAL}/ssh/id_ed25519",
+                "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o IdentitiesOnly=yes"}}}}))
+            res = armstack_verify.playbook(CONVERGE, "--tags", "ssh", inventory=inventory, extra_vars=extra_vars,
+                                           env={"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")})
+            print(f"over SSH on port {port} {extra_vars}: rc={res.returncode} {armstack_verify.recap(res.stdout)}")
+            for line in res.stdout.splitlines():
+                if line.startswith("fatal:") and "LOCK-OUT GUARD" in line:
+                    print("  " + line[line.index("LOCK-OUT GUARD"):][:600])
+            return res
+
+        def block(self, port):
+            armstack_verify.sh(host, f"iptables -t mangle -I PREROUTING -p tcp --dport {port} -m conntrack --ctstate NEW -j DROP")
+            blocked.append(port)
+
+        def unblock(self):
+            while blocked:
+                host.run(f"iptables -t mangle -D PREROUTING -p tcp --dport {blocked.pop()} -m conntrack --ctstate NEW -j DROP")
+
+        def login(self, port):
+            return sh("timeout", "30", "ssh", *SSH_OPTS.split(), "-p", str(port), "-i", f"{EPHEMERAL}/ssh/id_ed25519",
+                      f"debian@{ip}", "id", "-un", timeout=60)
+
+    over = OverSSH()
+    try:
+        yield over
+    finally:
+        over.unblock()
+        # Back to the converged state (ssh.service on 22), over the docker connection.
+        restored = armstack_verify.playbook(CONVERGE, "--tags", "ssh")
+        assert restored.returncode == 0, restored.stdout[-3000:]
+        assert _ssh_ports(host) == [22], host.check_output("ss -Htlnp")
+        assert host.service("ssh.service").is_enabled and not host.service("ssh.socket").is_enabled
+
+
+def _ssh_ports(host):
+    """The TCP ports sshd (or systemd for ssh.socket) listens on."""
+    out = host.check_output("ss -Htlnp")
+    return sorted({int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines()
+                   if '"sshd"' in line or '"systemd"' in line})
+
+
+def _sha256(host, *paths):
+    return host.check_output("sha256sum " + " ".join(paths) + " 2>/dev/null || true")
+
+
+def test_ssh_socket_activation_keeps_the_port_it_can_reach(host, over_ssh):
+    sshd_dropin = "/etc/ssh/sshd_config.d/10-armstack-hardening.conf"
+
+    # 1. An Ubuntu 22.10+ image: sshd started by ssh.socket, whose port a
+    #    generator takes from sshd_config. A port change whose new connection
+    #    fails must leave the socket on the old port only, as the message says.
+    for path, content, mode in ((GENERATOR, GENERATOR_SCRIPT, "0755"), (UBUNTU_REQUIRES, "[Unit]\nRequires=ssh.socket\n", "0644")):
+        armstack_verify.vm_exec("sh", "-c", f"mkdir -p $(dirname {path}) && cat > {path} && chmod {mode} {path}",
+                                input_bytes=content.encode())
+    try:
+        armstack_verify.sh(host, "systemctl disable --now ssh.service && systemctl daemon-reload && systemctl enable --now ssh.socket")
+        assert _ssh_ports(host) == [22]
+        before = _sha256(host, sshd_dropin)
+        over_ssh.block(2200)
+        res = over_ssh.run(hardening_ssh_socket_activation=True, hardening_ssh_port=2200)
+        out = res.stdout
+        assert res.returncode != 0 and "LOCK-OUT GUARD" in out, out[-4000:]
+        assert "port 2200: Connection timed out" in out, out[-4000:]  # the check tried the new port
+        assert _ssh_ports(host) == [22], host.check_output("ss -Htlnp")
+        assert "Port 22 listens again." in out and "Port 2200 is closed." in out, out[-4000:]
+        assert _sha256(host, sshd_dropin) == before and not host.file(SOCKET_DROPIN).exists
+        assert over_ssh.login(22).stdout.strip() == "debian"
+    finally:
+        host.run(f"rm -f {GENERATOR} {UBUNTU_REQUIRES}; systemctl daemon-reload")
+        over_ssh.unblock()
+
+    # 2. Debian 12 (no generator), sshd as ssh.service: the role switches to the
+    #    socket and moves it to 2200 through its drop-in.
+    armstack_verify.sh(host, "systemctl disable --now ssh.socket && systemctl enable --now ssh.service")
+    res = over_ssh.run(hardening_ssh_socket_activation=True, hardening_ssh_port=2200)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert host.service("ssh.socket").is_enabled and not host.service("ssh.service").is_enabled
+    assert _ssh_ports(host) == [2200], host.check_output("ss -Htlnp")
+    assert "ListenStream=0.0.0.0:2200" in host.file(SOCKET_DROPIN).content_string
+    assert over_ssh.login(2200).stdout.strip() == "debian"
+
+    # 3. Back to 22, but new connections to 22 fail: the socket stays on 2200.
+    before = _sha256(host, sshd_dropin, SOCKET_DROPIN)
+    over_ssh.block(22)
+    res = over_ssh.run(port=2200, hardening_ssh_socket_activation=True, hardening_ssh_port=22)
+    out = res.stdout
+    assert res.returncode != 0 and "LOCK-OUT GUARD" in out, out[-4000:]
+    assert "port 22: Connection timed out" in out, out[-4000:]  # the check tried the new port
+    assert _ssh_ports(host) == [2200], host.check_output("ss -Htlnp")
+    assert "Port 2200 listens again." in out and "Port 22 is closed." in out, out[-4000:]
+    assert _sha256(host, sshd_dropin, SOCKET_DROPIN) == before
+    assert over_ssh.login(2200).stdout.strip() == "debian"
+
+
 def test_lockout_guard_refuses_without_a_key_and_changes_nothing(host):
     before = _fingerprint(host)
     res = _playbook("-e", json.dumps({"hardening_ssh_admin_user": "nokey",
