@@ -408,6 +408,16 @@ def _fingerprint(host) -> str:
 CONVERGE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "converge.yml")
 
 
+def test_check_mode_on_the_converged_host_changes_nothing(host):
+    before = _fingerprint(host)
+    res = armstack_verify.playbook(CONVERGE, "--check", "--diff")
+    totals = armstack_verify.recap(res.stdout)
+    print("check mode on the converged host:", totals)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert totals.get("changed") == 0 and totals.get("failed") == 0, res.stdout[-4000:]
+    assert _fingerprint(host) == before
+
+
 # --- SSH socket activation: the port is the socket's, and the rescue restores it ----
 
 SOCKET_DROPIN = "/etc/systemd/system/ssh.socket.d/addresses.conf"
