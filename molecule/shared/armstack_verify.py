@@ -55,11 +55,11 @@ def wait_until(predicate, timeout, interval=1.0, message="condition"):
         time.sleep(interval)
 
 
-def playbook(path, *extra, extra_vars=None, verbosity=0, env=None, check=False):
-    """Run ansible-playbook against this scenario's inventory as an operator would.
+def playbook(path, *extra, extra_vars=None, verbosity=0, env=None, check=False, inventory=None):
+    """Run ansible-playbook against this scenario's inventory (or `inventory`) as an operator would.
 
     Returns the CompletedProcess (stdout and stderr together in .stdout)."""
-    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(path)]
+    argv = ["ansible-playbook", "-i", str(inventory or os.environ["MOLECULE_INVENTORY_FILE"]), str(path)]
     if verbosity:
         argv.append("-" + "v" * verbosity)
     if extra_vars:

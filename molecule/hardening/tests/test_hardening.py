@@ -17,6 +17,7 @@ import subprocess
 import time
 import uuid
 
+import armstack_verify
 import pytest
 
 SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "hardening")
@@ -51,12 +52,15 @@ def vm_ip() -> str:
 
 
 class Client:
-    """A container on the outside network with ssh, sshpass, ssh-audit, nc and curl."""
+    """A container on the outside network with ssh, sshpass, ssh-audit, nc and curl.
+
+    NET_ADMIN (in its own network namespace) lets it stand in for a cloud
+    service on an extra address, such as the metadata service's."""
 
     def __init__(self, name: str):
         self.name = name
         sh("docker", "rm", "-f", name)
-        sh("docker", "run", "-d", "--name", name, "--network", OUTSIDE,
+        sh("docker", "run", "-d", "--name", name, "--network", OUTSIDE, "--cap-add", "NET_ADMIN",
            "-v", f"{EPHEMERAL}/ssh:/keys:ro", CLIENT_IMAGE, "sleep", "infinity", check=True)
         self.ip = json.loads(sh("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", name,
                                 check=True).stdout)[OUTSIDE]["IPAddress"]
@@ -205,6 +209,84 @@ def test_cloud_rules_outside_our_chains_are_kept(host):
         host.run("iptables -D OUTPUT -d 169.254.0.0/16 -j ARMSTACK-TEST-CLOUD; iptables -X ARMSTACK-TEST-CLOUD")
 
 
+# --- Link-local and the instance metadata service ------------------------------
+
+METADATA = "169.254.169.254"
+ISCSI = "169.254.2.2"  # OCI's iSCSI boot-volume targets sit in 169.254.2.0/24
+IMDS_NETWORKS_ALLOWED = ("armstack_imds_bridge", "armstack_imds_subnet")  # converge.yml opts them in
+IMDS_NETWORKS_BLOCKED = ("bridge", "armstack_test")
+
+
+@pytest.fixture(scope="module")
+def metadata_service(host, client):
+    """A stand-in for OCI's link-local services: the outside client answers HTTP
+    on 169.254.169.254 and 169.254.2.2, and the VM routes 169.254.0.0/16 to it,
+    so that a container's request leaves through the VM's FORWARD path as on
+    OCI (where the VNIC's gateway answers those addresses)."""
+    for address in (METADATA, ISCSI):
+        res = client.run(f"ip addr add {address}/32 dev eth0")
+        assert res.returncode == 0, res.stderr
+    server = ("mkdir -p /tmp/imds && echo armstack-imds > /tmp/imds/index.html && "
+              "exec python3 -m http.server --directory /tmp/imds 80")
+    sh("docker", "exec", "-d", client.name, "sh", "-c", server, check=True)
+    route = f"169.254.0.0/16 via {client.ip}"
+    armstack_verify.sh(host, f"ip route replace {route}")
+    try:
+        armstack_verify.wait_until(lambda: host.run(f"curl -sS -m 2 http://{METADATA}/").stdout.strip() == "armstack-imds",
+                                   timeout=30, message="the metadata stand-in answering the VM")
+        yield
+    finally:
+        host.run(f"ip route del {route}")
+
+
+def _container_get(host, network: str, address: str):
+    """A container on `network` asks http://address/ (busybox nc with a 5 s
+    bound: busybox-static's wget -T crashes). Returns the result, body last."""
+    start = time.monotonic()
+    request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + address + " 80"
+    res = host.run(f"docker run --rm --network {network} {WEB_IMAGE} sh -c \"{request}\"")
+    return res, round(time.monotonic() - start, 1)
+
+
+def test_host_reaches_the_metadata_service(host, metadata_service):
+    # chrony and the OCI agent talk to 169.254.169.254 from the host (OUTPUT): never filtered.
+    for address in (METADATA, ISCSI):
+        assert host.run(f"curl -sS -m 5 http://{address}/").stdout.strip() == "armstack-imds", address
+
+
+@pytest.mark.parametrize("network", IMDS_NETWORKS_BLOCKED)
+def test_containers_are_refused_link_local(host, metadata_service, network):
+    for address in (METADATA, ISCSI):
+        res, seconds = _container_get(host, network, address)
+        print(f"{network} -> {address}: rc={res.rc} in {seconds} s: {res.stderr.strip()}")
+        assert res.rc != 0 and "armstack-imds" not in res.stdout, f"{network} reached {address}"
+        # Rejected, not dropped: the app learns at once (a drop would time out).
+        assert "refused" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("network", IMDS_NETWORKS_ALLOWED)
+def test_opted_in_networks_reach_only_the_metadata_address(host, metadata_service, network):
+    res, seconds = _container_get(host, network, METADATA)
+    print(f"{network} -> {METADATA}: rc={res.rc} in {seconds} s")
+    assert res.rc == 0 and res.stdout.strip().endswith("armstack-imds"), res.stderr
+    res, seconds = _container_get(host, network, ISCSI)
+    print(f"{network} -> {ISCSI}: rc={res.rc} in {seconds} s: {res.stderr.strip()}")
+    assert res.rc != 0 and "refused" in res.stderr, f"{network} reached {ISCSI}: {res.stdout} {res.stderr}"
+
+
+def test_ipv6_metadata_address_is_rejected_too(host, skipped_here):
+    rules = host.check_output("ip6tables -S ARMSTACK-DOCKER").splitlines()
+    rejects = [r for r in rules if r.startswith("-A ARMSTACK-DOCKER -d fd00:c1::a9fe:a9fe/128") and "-j REJECT" in r]
+    returns = [i for i, r in enumerate(rules) if r.endswith("-j RETURN") and "--ctstate" not in r and "fd00:c1::" not in r]
+    assert len(rejects) == 2, rules
+    # Before every rule that lets container traffic through.
+    assert all(rules.index(r) < min(returns) for r in rejects), rules
+    opened = [r for r in rules if "-d fd00:c1::a9fe:a9fe/128" in r and r.endswith("-j RETURN")]
+    assert opened == ["-A ARMSTACK-DOCKER -d fd00:c1::a9fe:a9fe/128 -i br-imds-test -j RETURN"], rules
+    skipped_here("IPv6 container traffic to fd00:c1::a9fe:a9fe: the test bed's networks are IPv4 only and the role "
+                 "keeps IPv6 forwarding off; the ip6tables rules are checked in the live chain")
+
+
 # --- sysctl --------------------------------------------------------------------
 
 LIVE_NET = {
@@ -323,6 +405,151 @@ def _fingerprint(host) -> str:
     return hashlib.sha256(out.encode()).hexdigest()
 
 
+CONVERGE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "converge.yml")
+
+
+def test_check_mode_on_the_converged_host_changes_nothing(host):
+    before = _fingerprint(host)
+    res = armstack_verify.playbook(CONVERGE, "--check", "--diff")
+    totals = armstack_verify.recap(res.stdout)
+    print("check mode on the converged host:", totals)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert totals.get("changed") == 0 and totals.get("failed") == 0, res.stdout[-4000:]
+    assert _fingerprint(host) == before
+
+
+# --- SSH socket activation: the port is the socket's, and the rescue restores it ----
+
+SOCKET_DROPIN = "/etc/systemd/system/ssh.socket.d/addresses.conf"
+# A stand-in for Ubuntu 22.10+'s sshd-socket-generator (Debian 12 has none): at
+# every daemon-reload it makes ssh.socket listen on sshd_config's Port when that
+# is not the default, in the same file the real one writes.
+GENERATOR = "/etc/systemd/system-generators/sshd-socket-generator"
+GENERATOR_SCRIPT = r"""#!/bin/sh
+# armstack test stand-in for Ubuntu's sshd-socket-generator.
+ports=$(/usr/sbin/sshd -T 2>/dev/null | awk '$1 == "port" { print $2 }')
+[ -n "$ports" ] && [ "$ports" != 22 ] || exit 0
+mkdir -p "$1/ssh.socket.d"
+{ echo '[Socket]'; echo 'ListenStream='; for p in $ports; do echo "ListenStream=$p"; done; } > "$1/ssh.socket.d/addresses.conf"
+"""
+# Ubuntu's ssh.socket is RequiredBy=ssh.service: a restart of the socket restarts sshd.
+UBUNTU_REQUIRES = "/etc/systemd/system/ssh.service.d/armstack-test-requires-socket.conf"
+
+
+@pytest.fixture
+def over_ssh(host, tmp_path):
+    """Runs converge.yml over SSH as an operator does (debian with the operator
+    key, to the VM's address on the trusted `armstack` network), so that the
+    role's new-connection check and its rescue run. `block(port)` makes new
+    connections to a port fail, as a cloud security list that does not open it
+    would (mangle PREROUTING: the role never touches that table)."""
+    ip = json.loads(sh("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", VM, check=True).stdout)["armstack"]["IPAddress"]
+    (tmp_path / "group_vars").symlink_to(os.path.join(ROOT, "inventories/local/group_vars"))
+    inventory = tmp_path / "hosts.yml"
+    blocked = []
+
+    class OverSSH:
+        address = ip
+
+        def run(self, port=22, **extra_vars):
+            # The port Ansible connects on is the inventory's, as an operator's is
+            # (an extra var would also win over the new-connection check's port).
+            inventory.write_text(json.dumps({"armstack_hosts": {"hosts": {VM: {
+                "ansible_host": ip, "ansible_user": "debian", "ansible_port": port,
+                "ansible_ssh_private_key_file": f"{EPHEMERAL}/ssh/id_ed25519",
+                "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o IdentitiesOnly=yes"}}}}))
+            res = armstack_verify.playbook(CONVERGE, "--tags", "ssh", inventory=inventory, extra_vars=extra_vars,
+                                           env={"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")})
+            print(f"over SSH on port {port} {extra_vars}: rc={res.returncode} {armstack_verify.recap(res.stdout)}")
+            for line in res.stdout.splitlines():
+                if line.startswith("fatal:") and "LOCK-OUT GUARD" in line:
+                    print("  " + line[line.index("LOCK-OUT GUARD"):][:600])
+            return res
+
+        def block(self, port):
+            armstack_verify.sh(host, f"iptables -t mangle -I PREROUTING -p tcp --dport {port} -m conntrack --ctstate NEW -j DROP")
+            blocked.append(port)
+
+        def unblock(self):
+            while blocked:
+                host.run(f"iptables -t mangle -D PREROUTING -p tcp --dport {blocked.pop()} -m conntrack --ctstate NEW -j DROP")
+
+        def login(self, port):
+            return sh("timeout", "30", "ssh", *SSH_OPTS.split(), "-p", str(port), "-i", f"{EPHEMERAL}/ssh/id_ed25519",
+                      f"debian@{ip}", "id", "-un", timeout=60)
+
+    over = OverSSH()
+    try:
+        yield over
+    finally:
+        over.unblock()
+        # Back to the converged state (ssh.service on 22), over the docker connection.
+        restored = armstack_verify.playbook(CONVERGE, "--tags", "ssh")
+        assert restored.returncode == 0, restored.stdout[-3000:]
+        assert _ssh_ports(host) == [22], host.check_output("ss -Htlnp")
+        assert host.service("ssh.service").is_enabled and not host.service("ssh.socket").is_enabled
+
+
+def _ssh_ports(host):
+    """The TCP ports sshd (or systemd for ssh.socket) listens on."""
+    out = host.check_output("ss -Htlnp")
+    return sorted({int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines()
+                   if '"sshd"' in line or '"systemd"' in line})
+
+
+def _sha256(host, *paths):
+    return host.check_output("sha256sum " + " ".join(paths) + " 2>/dev/null || true")
+
+
+def test_ssh_socket_activation_keeps_the_port_it_can_reach(host, over_ssh):
+    sshd_dropin = "/etc/ssh/sshd_config.d/10-armstack-hardening.conf"
+
+    # 1. An Ubuntu 22.10+ image: sshd started by ssh.socket, whose port a
+    #    generator takes from sshd_config. A port change whose new connection
+    #    fails must leave the socket on the old port only, as the message says.
+    for path, content, mode in ((GENERATOR, GENERATOR_SCRIPT, "0755"), (UBUNTU_REQUIRES, "[Unit]\nRequires=ssh.socket\n", "0644")):
+        armstack_verify.vm_exec("sh", "-c", f"mkdir -p $(dirname {path}) && cat > {path} && chmod {mode} {path}",
+                                input_bytes=content.encode())
+    try:
+        armstack_verify.sh(host, "systemctl disable --now ssh.service && systemctl daemon-reload && systemctl enable --now ssh.socket")
+        assert _ssh_ports(host) == [22]
+        before = _sha256(host, sshd_dropin)
+        over_ssh.block(2200)
+        res = over_ssh.run(hardening_ssh_socket_activation=True, hardening_ssh_port=2200)
+        out = res.stdout
+        assert res.returncode != 0 and "LOCK-OUT GUARD" in out, out[-4000:]
+        assert "port 2200: Connection timed out" in out, out[-4000:]  # the check tried the new port
+        assert _ssh_ports(host) == [22], host.check_output("ss -Htlnp")
+        assert "Port 22 listens again." in out and "Port 2200 is closed." in out, out[-4000:]
+        assert _sha256(host, sshd_dropin) == before and not host.file(SOCKET_DROPIN).exists
+        assert over_ssh.login(22).stdout.strip() == "debian"
+    finally:
+        host.run(f"rm -f {GENERATOR} {UBUNTU_REQUIRES}; systemctl daemon-reload")
+        over_ssh.unblock()
+
+    # 2. Debian 12 (no generator), sshd as ssh.service: the role switches to the
+    #    socket and moves it to 2200 through its drop-in.
+    armstack_verify.sh(host, "systemctl disable --now ssh.socket && systemctl enable --now ssh.service")
+    res = over_ssh.run(hardening_ssh_socket_activation=True, hardening_ssh_port=2200)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert host.service("ssh.socket").is_enabled and not host.service("ssh.service").is_enabled
+    assert _ssh_ports(host) == [2200], host.check_output("ss -Htlnp")
+    assert "ListenStream=0.0.0.0:2200" in host.file(SOCKET_DROPIN).content_string
+    assert over_ssh.login(2200).stdout.strip() == "debian"
+
+    # 3. Back to 22, but new connections to 22 fail: the socket stays on 2200.
+    before = _sha256(host, sshd_dropin, SOCKET_DROPIN)
+    over_ssh.block(22)
+    res = over_ssh.run(port=2200, hardening_ssh_socket_activation=True, hardening_ssh_port=22)
+    out = res.stdout
+    assert res.returncode != 0 and "LOCK-OUT GUARD" in out, out[-4000:]
+    assert "port 22: Connection timed out" in out, out[-4000:]  # the check tried the new port
+    assert _ssh_ports(host) == [2200], host.check_output("ss -Htlnp")
+    assert "Port 2200 listens again." in out and "Port 22 is closed." in out, out[-4000:]
+    assert _sha256(host, sshd_dropin, SOCKET_DROPIN) == before
+    assert over_ssh.login(2200).stdout.strip() == "debian"
+
+
 def test_lockout_guard_refuses_without_a_key_and_changes_nothing(host):
     before = _fingerprint(host)
     res = _playbook("-e", json.dumps({"hardening_ssh_admin_user": "nokey",
@@ -343,13 +570,48 @@ def test_lockout_guard_refuses_root_as_admin(host):
     assert "LOCK-OUT GUARD" in res.stdout + res.stderr and "changed=0" in res.stdout
 
 
-@pytest.mark.parametrize("extra, message", [
+# Each string that ends up in a configuration file, a unit or a command line,
+# with a value that would inject a line (or an option) there. The message names
+# the variable and shows the bad value as JSON (a newline as \\n).
+BAD_INPUT = [
     ({"hardening_firewall_allowed_tcp_ports": ["http"]}, "hardening_firewall_allowed_tcp_ports"),
-    ({"hardening_firewall_allowed_tcp_ports": [22, 70000]}, "bad TCP: [70000]"),
+    ({"hardening_firewall_allowed_tcp_ports": [22, 70000]}, "hardening_firewall_allowed_tcp_ports must be integers 1-65535; bad: [70000]"),
+    ({"hardening_firewall_allowed_udp_ports": [0]}, "hardening_firewall_allowed_udp_ports must be integers 1-65535; bad: [0]"),
     ({"hardening_firewall_allowed_sources": ["10.0.0.0/33"]}, "10.0.0.0/33"),
     ({"hardening_firewall_allowed_sources": ["office"]}, "office"),
+    ({"hardening_firewall_allowed_sources": ["192.0.2.0/24\n-A ARMSTACK-INPUT -j ACCEPT"]},
+     'hardening_firewall_allowed_sources must be IPv4/IPv6 addresses or CIDRs such as 192.0.2.0/24; bad: ["192.0.2.0/24\\n-A ARMSTACK-INPUT -j ACCEPT"]'),
     ({"hardening_ssh_port": "ssh"}, "hardening_ssh_port"),
-])
+    ({"hardening_firewall_trusted_interfaces": ["+", "-i", "eth0\n-A ARMSTACK-INPUT -j ACCEPT"]},
+     'hardening_firewall_trusted_interfaces must be interface names (up to 15 characters, not starting with -) with an optional '
+     'trailing + wildcard; bad: ["+", "-i", "eth0\\n-A ARMSTACK-INPUT -j ACCEPT"]'),
+    ({"hardening_firewall_metadata_allowed_subnets": ["172.31.250.1", "all"]},
+     'hardening_firewall_metadata_allowed_subnets must be container subnets as IPv4/IPv6 CIDRs with a prefix length, such as '
+     '172.31.250.0/24; bad: ["172.31.250.1", "all"]'),
+    ({"hardening_firewall_metadata_allowed_bridges": ["br-+"]}, 'hardening_firewall_metadata_allowed_bridges must be bridge interface names'),
+    ({"hardening_time_servers": ["pool.ntp.org\nallow all", "-4"]},
+     'hardening_time_servers must be host names or IP addresses; bad: ["pool.ntp.org\\nallow all", "-4"]'),
+    ({"hardening_ssh_admin_user": "-oProxyCommand=sh"}, 'hardening_ssh_admin_user must be a user name'),
+    ({"hardening_ssh_allow_groups": ["ssh-users\nPermitRootLogin yes"]},
+     'hardening_ssh_allow_groups must be group names (lower case letters, digits, _ -; not starting with - or a digit); '
+     'bad: ["ssh-users\\nPermitRootLogin yes"]'),
+    ({"hardening_ssh_ciphers": ["aes256-ctr,3des-cbc", "+aes128-cbc"]},
+     'bad: ["aes256-ctr,3des-cbc", "+aes128-cbc"]'),
+    ({"hardening_ssh_admin_authorized_keys": ['command="sh" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA x']},
+     "hardening_ssh_admin_authorized_keys must be one OpenSSH public key line an item"),
+    ({"hardening_login_banner": "Welcome to \\n (\\r)"}, "hardening_login_banner must be text up to 2048 characters"),
+    ({"hardening_sysctl_overrides": {"-kernel.modules_disabled": 1}}, 'hardening_sysctl_overrides (keys) must be sysctl keys'),
+    ({"hardening_sysctl_overrides": {"net.ipv4.tcp_syncookies": "1\nkernel.modules_disabled = 1"}},
+     'hardening_sysctl_overrides (values) must be one-line values'),
+    ({"hardening_journald_system_max_use": "200M\nStorage=volatile"}, 'hardening_journald_system_max_use must be a size such as 200M'),
+    ({"hardening_updates_extra_origins_patterns": ['origin=x"; APT::Update::Pre-Invoke {"touch /tmp/pwned";}; //']},
+     "hardening_updates_extra_origins_patterns must be Origins-Pattern lines"),
+    ({"hardening_auditd_extra_rules": ["-w /etc/hosts -p wa -k hosts\n-D"]}, "hardening_auditd_extra_rules must be one auditctl rule an item"),
+    ({"hardening_swap_file": "/swapfile /etc/shadow"}, "hardening_swap_file must be an absolute path"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_INPUT, ids=[f"{i}-{next(iter(extra))}" for i, (extra, _) in enumerate(BAD_INPUT)])
 def test_bad_input_fails_validation(extra, message):
     # No fact gathering: validation must fail before anything else runs.
     res = _playbook("-e", json.dumps(extra), "-e", "armstack_gather_facts=false")
