@@ -19,7 +19,6 @@ import io
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -58,6 +57,7 @@ class Bed:
     def __init__(self, root, monkeypatch):
         self.root = str(root)
         self.mp = monkeypatch
+        monkeypatch.chdir(self.root)  # nothing a test runs may write into the checkout
         p = self.path
         for d in ("bin", "etc/repositories", "state", "metrics", "log", "drill", "cache", "repos",
                   "src/appdata/docs", "volumes/appvol/_data", "sq", "pg", "my"):
@@ -168,13 +168,11 @@ class Bed:
         return Result(rc, out.getvalue(), err.getvalue())
 
     def init(self):
-        for name in self.repositories:
-            os.makedirs(self.path("repos"), exist_ok=True)
         result = self.run("init")
         assert result.rc == 0, result
         return result
 
-    def calls(self, key="cmd"):
+    def calls(self):
         """Every stub run logged so far (restic: {"argv", "cmd", ...}; docker: {"docker": argv})."""
         if not os.path.exists(self.log_path):
             return []
@@ -246,5 +244,3 @@ def no_secret():
         assert not found, f"secret value(s) printed: {found}\n{text}"
     return check
 
-
-__all__ = ["Bed", "tree", "leftovers", "sqlite_rows", "shutil", "SECRETS"]

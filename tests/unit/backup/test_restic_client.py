@@ -33,13 +33,10 @@ def test_init_creates_missing_repositories_once(bed):
     assert again.rc == 0 and "local: exists" in again.out and "created" not in again.out
 
 
-def test_a_locked_repository_is_retried_after_removing_stale_locks_only(bed):
+def test_a_locked_repository_is_retried_after_removing_stale_locks_only(bed, monkeypatch):
     bed.init()
-    os.environ["STUB_RESTIC_LOCKED_BACKUP"] = "1"
-    try:
-        result = bed.run("backup", "appdata")
-    finally:
-        del os.environ["STUB_RESTIC_LOCKED_BACKUP"]
+    monkeypatch.setenv("STUB_RESTIC_LOCKED_BACKUP", "1")
+    result = bed.run("backup", "appdata")
     assert result.rc == 0, result
     cmds = [c["cmd"] for c in bed.restic_calls() if c["repository"].endswith("local")]
     first = cmds.index("backup")
@@ -70,17 +67,14 @@ def test_check_and_forget_remove_stale_locks_first(bed):
     assert "--keep-daily=7" in forget and "--group-by=host,tags" in forget and "--prune" in forget
 
 
-def test_restic_stderr_never_prints_a_secret(bed, no_secret):
+def test_restic_stderr_never_prints_a_secret(bed, monkeypatch, no_secret):
     """restic can echo an address with credentials or a key in an error: the runner redacts
     every secret value of the repository's environment from what it logs."""
     bed.init()
-    os.environ["STUB_RESTIC_STDERR"] = (f"Fatal: s3.getCredentials: key {S3_KEY_ID}:{S3_SECRET} rejected; "
-                                        f"https://user:{S3_SECRET}@s3.example.com password {PASSWORD} {OFFSITE_PASSWORD}")
-    os.environ["STUB_RESTIC_EXIT_BACKUP"] = "1"
-    try:
-        result = bed.run("backup", "appdata")
-    finally:
-        del os.environ["STUB_RESTIC_STDERR"], os.environ["STUB_RESTIC_EXIT_BACKUP"]
+    monkeypatch.setenv("STUB_RESTIC_STDERR", f"Fatal: s3.getCredentials: key {S3_KEY_ID}:{S3_SECRET} rejected; "
+                       f"https://user:{S3_SECRET}@s3.example.com password {PASSWORD} {OFFSITE_PASSWORD}")
+    monkeypatch.setenv("STUB_RESTIC_EXIT_BACKUP", "1")
+    result = bed.run("backup", "appdata")
     assert result.rc == 1
     assert "[REDACTED]" in result.err
     no_secret(result.all)
@@ -117,16 +111,13 @@ def test_probe_fails_fast_on_an_endpoint_that_refuses(bed):
     assert not bed.restic_calls(), "restic was started although the endpoint did not answer"
 
 
-def test_probe_bounds_a_restic_that_hangs(bed):
+def test_probe_bounds_a_restic_that_hangs(bed, monkeypatch):
     bed.init()
     doc = {"restic": "restic", "cache_dir": bed.path("cache"), "name": "local", "timeout": 1,
            "env": f"RESTIC_REPOSITORY={bed.path('repos', 'local')}\n", "password": PASSWORD}
-    os.environ["STUB_RESTIC_SLEEP"] = "30"
+    monkeypatch.setenv("STUB_RESTIC_SLEEP", "30")
     start = time.monotonic()
-    try:
-        result = bed.run("probe", stdin=json.dumps(doc))
-    finally:
-        del os.environ["STUB_RESTIC_SLEEP"]
+    result = bed.run("probe", stdin=json.dumps(doc))
     seconds = time.monotonic() - start
     print(f"TIMING probe of a hanging restic (bound 1 s): {seconds:.2f} s")
     assert result.rc == 1 and "restic did not answer within 1 s" in result.out

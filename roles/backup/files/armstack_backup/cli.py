@@ -35,7 +35,7 @@ import sys
 from . import config, containers, drill, jobs, maintenance, restore
 from .context import Context
 from .restic import Restic
-from .util import BackupError, emit, log, meaning, redact
+from .util import BackupError, log, meaning, redact
 
 
 class Terminated(BaseException):
