@@ -271,3 +271,27 @@ def test_a_reboot_brings_everything_back_firewall_first(host):
     assert len(scheduled) == 4, timers
     assert host.check_output("curl -sk --resolve localhost:443:127.0.0.1 https://localhost/uploads/reboot.txt") == marker
     assert host.check_output("/usr/local/sbin/armstack-backup snapshots uploads --repository local") == snapshots_before
+
+
+def test_the_database_accessory_is_backed_up_and_restored_into_the_live_database(host):
+    """The backend's PostgreSQL is a backup job without the operator naming it
+    (backend_backup_jobs); its dump restores in place and the backend reads
+    the restored rows."""
+    def items():
+        out = host.check_output("curl -sk --resolve localhost:443:127.0.0.1 https://localhost/db/items")
+        return [i["name"] for i in json.loads(out)["items"]]
+
+    config = json.loads(host.file("/etc/armstack/backup/config.json").content_string)
+    jobs = {j["name"]: j for j in config["jobs"]}
+    assert jobs["armstack-db"]["engine"] == "postgres" and jobs["armstack-db"]["container"] == "armstack-db-1"
+    assert jobs["armstack-redis"]["engine"] == "redis" and jobs["armstack-redis"]["password_file"] == "/run/secrets/password"
+    host.check_output("curl -sk --resolve localhost:443:127.0.0.1 -X POST 'https://localhost/db/items?name=kept-by-the-backup'")
+    rc, out = _playbook("backup.yml", "-e", json.dumps({"backup_run_jobs": ["armstack-db", "armstack-redis"]}))
+    assert rc == 0, out[-3000:]
+    host.check_output("curl -sk --resolve localhost:443:127.0.0.1 -X POST 'https://localhost/db/items?name=made-after-the-backup'")
+    assert items()[-2:] == ["kept-by-the-backup", "made-after-the-backup"]
+    rc, out = _playbook("restore.yml", "-e", "backup_restore_job=armstack-db", "-e", "backup_restore_confirm=armstack-db")
+    assert rc == 0, out[-3000:]
+    restored = items()
+    assert "kept-by-the-backup" in restored and "made-after-the-backup" not in restored, restored
+    assert_no_leak("backup and restore of the accessories", out, vault_values())

@@ -193,3 +193,14 @@ def test_a_run_stopped_by_sigterm_starts_quiesced_containers_again(bed, monkeypa
     assert bed.running("worker")
     assert "stopped by SIGTERM" in err
     assert not os.path.exists(bed.path("state", "stopped-containers.json"))
+
+
+def test_a_redis_with_a_password_is_dumped_with_it_in_the_environment_only():
+    from armstack_backup import engines
+
+    plain = engines.dump_command({"engine": "redis", "container": "app-redis-1"})
+    assert plain == ["docker", "exec", "--", "app-redis-1", "redis-cli", "--rdb", "-"]
+    argv = engines.dump_command({"engine": "redis", "container": "app-redis-1", "password_file": "/run/secrets/password"})
+    assert argv[:4] == ["docker", "exec", "--", "app-redis-1"]
+    assert argv[-1] == "/run/secrets/password" and 'REDISCLI_AUTH="$(cat -- "$1")"' in argv[6]
+    assert "redis-cli --no-auth-warning --rdb -" in argv[6]

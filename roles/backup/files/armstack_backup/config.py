@@ -70,6 +70,8 @@ def job_problems(job, repositories):
             problems.append(f"{label}: database must match {DATABASE.pattern}")
         if engine == "postgres" and job.get("user") is not None and not DATABASE.match(str(job["user"])):
             problems.append(f"{label}: user must match {DATABASE.pattern}")
+        if engine == "redis" and job.get("password_file") is not None and not _absolute(job.get("password_file")):
+            problems.append(f"{label}: password_file must be the absolute path of a file inside the container")
         if engine == "sqlite" and not _absolute(job.get("path")):
             problems.append(f"{label}: path must be the absolute path of the database inside the container")
         if engine == "command" and not (isinstance(job.get("dump_command"), list) and job["dump_command"]

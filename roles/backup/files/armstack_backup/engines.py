@@ -3,7 +3,9 @@
 """Dump, check and restore commands per database engine, run inside the container with `docker exec`.
 
 No credential is ever on a command line (`ps` shows argv to every user):
-PostgreSQL and SQLite need none here (the local socket or file), Redis none;
+PostgreSQL and SQLite need none here (the local socket or file); Redis with a
+password reads it from a file in the container (`password_file`) into
+REDISCLI_AUTH, the environment of redis-cli only;
 MySQL/MariaDB read root's password from the container's own
 MYSQL_ROOT_PASSWORD and get it in an option file on a file descriptor
 (`--defaults-extra-file=/dev/fd/3`, a here-document of the container's shell):
@@ -79,7 +81,8 @@ def dump_command(job):
         "postgres": lambda: ["pg_dump", f"--username={user(job)}", "--format=custom", f"--dbname={job['database']}"],
         "mysql": lambda: ["sh", "-c", MYSQL_OPTION_FILE + 'exec mysqldump --defaults-extra-file=/dev/fd/3 '
                           '--single-transaction --routines --events --databases "$1"', "sh", job["database"]],
-        "redis": lambda: ["redis-cli", "--rdb", "-"],
+        "redis": lambda: (["sh", "-c", 'REDISCLI_AUTH="$(cat -- "$1")" exec redis-cli --no-auth-warning --rdb -', "sh",
+                           job["password_file"]] if job.get("password_file") else ["redis-cli", "--rdb", "-"]),
         "sqlite": lambda: ["sqlite3", job["path"], ".dump"],
     }[engine]()
     return ["docker", "exec", "--", job["container"], *inner]
