@@ -9,6 +9,7 @@ there. Nothing here asserts a duration: waits only poll for a state.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -611,11 +612,21 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("extra, message", BAD_INPUT, ids=[f"{i}-{next(iter(extra))}" for i, (extra, _) in enumerate(BAD_INPUT)])
-def test_bad_input_fails_validation(extra, message):
+@pytest.fixture(scope="module")
+def bad_input_runs():
+    """Every bad input, each its own play run, four at a time (each fails in
+    validation, before anything else runs): {case index: CompletedProcess}."""
     # No fact gathering: validation must fail before anything else runs.
-    res = _playbook("-e", json.dumps(extra), "-e", "armstack_gather_facts=false")
-    out = res.stdout + res.stderr
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(enumerate(pool.map(lambda case: _playbook("-e", json.dumps(case[0]), "-e", "armstack_gather_facts=false"),
+                                       BAD_INPUT)))
+
+
+@pytest.mark.parametrize("index", range(len(BAD_INPUT)), ids=[f"{i}-{next(iter(extra))}" for i, (extra, _) in enumerate(BAD_INPUT)])
+def test_bad_input_fails_validation(bad_input_runs, index):
+    message = BAD_INPUT[index][1]
+    res = bad_input_runs[index]
+    out = res.stdout + (res.stderr or "")
     assert res.returncode != 0
     assert message in out, out[-2000:]
     assert "changed=0" in out
