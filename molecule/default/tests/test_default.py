@@ -14,7 +14,7 @@ import time
 
 import pytest
 import testinfra.utils.ansible_runner
-from armstack_verify import assert_host_has_no_leak, recap, vault_values, wait_until
+from armstack_verify import assert_host_has_no_leak, assert_no_leak, recap, vault_values, wait_until
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
@@ -147,7 +147,7 @@ def test_core_services_are_running(host, service):
 
 def _playbook(name, *extra):
     """Run one of the collection's playbooks against the VM, as an operator would."""
-    env = dict(os.environ)
+    env = dict(os.environ, ANSIBLE_DISPLAY_OK_HOSTS="true", ANSIBLE_DISPLAY_SKIPPED_HOSTS="true")
     env.setdefault("ANSIBLE_VAULT_PASSWORD_FILE", os.path.join(ROOT, "inventories", "local", "vault-password"))
     proc = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
                            os.path.join(ROOT, "playbooks", name), *extra],
@@ -248,11 +248,16 @@ def test_a_reboot_brings_everything_back_firewall_first(host):
                             "https://localhost/health").stdout == "200"
         _, serve = wait_until(serving, 240, message="the backend serving through Caddy again")
 
+        waiting = []
+
         def healthy():
             states = host.check_output("docker ps -a --format '{{.Names}} {{.Status}}'").splitlines()
-            waiting = [s for s in states if "armstack-reboot" not in s and ("(healthy)" not in s or not s.split()[1] == "Up")]
+            waiting[:] = [s for s in states if "armstack-reboot" not in s and ("(healthy)" not in s or not s.split()[1] == "Up")]
             return not waiting
-        _, every = wait_until(healthy, 240, message="every container up and healthy")
+        try:
+            _, every = wait_until(healthy, 240, message="every container up and healthy")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; still waiting: {waiting}") from None
         print("REBOOT: container restart %.1f s; systemd up %.1f s later, the backend serving after %.1f s, "
               "every container healthy after %.1f s" % (restarted, boot, serve, every))
     finally:
