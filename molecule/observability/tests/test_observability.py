@@ -406,3 +406,12 @@ def test_a_configuration_change_reloads_prometheus_without_a_restart(host):
     assert wait_for(reloaded, deadline=60), "Prometheus did not load the new configuration"
     assert query(host, "prometheus_config_last_reload_successful")[0]["value"][1] == "1"
     assert host.check_output("docker inspect -f '{{.State.StartedAt}}' observability-prometheus-1") == started
+    # A reload must not cost the restart policy: after the engine restarts (as
+    # at a reboot), a reloaded Prometheus is started again like every service.
+    host.check_output("systemctl restart docker")
+
+    def running_again():
+        return host.run("docker inspect -f '{{.State.Running}}' observability-prometheus-1").stdout.strip() == "true"
+    assert wait_for(running_again, deadline=90, interval=2), (
+        "Prometheus stayed down after the engine restarted: "
+        + host.run("docker ps -a --format '{{.Names}} {{.Status}}'").stdout)
