@@ -55,7 +55,7 @@ def wait_until(predicate, timeout, interval=1.0, message="condition"):
         time.sleep(interval)
 
 
-def playbook(path, *extra, extra_vars=None, verbosity=0, env=None, check=False, inventory=None):
+def playbook(path, *extra, extra_vars=None, verbosity=0, env=None, check=False, inventory=None, timeout=None):
     """Run ansible-playbook against this scenario's inventory (or `inventory`) as an operator would.
 
     Returns the CompletedProcess (stdout and stderr together in .stdout)."""
@@ -74,7 +74,8 @@ def playbook(path, *extra, extra_vars=None, verbosity=0, env=None, check=False, 
     full_env["ANSIBLE_DISPLAY_OK_HOSTS"] = "true"
     full_env["ANSIBLE_DISPLAY_SKIPPED_HOSTS"] = "true"
     full_env.update(env or {})
-    proc = subprocess.run(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    proc = subprocess.run(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+                          timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stdout[-4000:]
     return proc

@@ -230,17 +230,16 @@ def test_no_secret_on_a_command_line(path, task, no_log):
                       "(visible in ps to every user); pass it in a file or on stdin")
 
 
-# Modules whose result is a container's inspect data: its Config.Env holds the
-# whole environment (env files and every value the inventory passed), printed
-# by -v for an ok result and by any failure.
-INSPECTING_MODULES = {"community.docker.docker_container_info", "community.docker.docker_container",
-                      "community.docker.docker_compose_v2_exec", "community.docker.docker_container_exec"}
+# The module whose result is a container's inspect data: its Config.Env holds
+# the whole environment (env files and every value the inventory passed),
+# printed by -v for an ok result and by any failure.
+INSPECTING_MODULES = {"community.docker.docker_container_info", "docker_container_info"}
 
 
 @pytest.mark.parametrize(("path", "task", "no_log"), CASES,
                          ids=[f"{c[0].relative_to(ROOT)}::{c[1].get('name', '?')}" for c in CASES])
 def test_container_inspect_results_are_no_log(path, task, no_log):
     module = module_of(task)
-    if module in INSPECTING_MODULES and module.endswith("_info") and not no_log:
+    if module in INSPECTING_MODULES and not no_log:
         pytest.fail(f"{path.relative_to(ROOT)}: '{task.get('name')}' ({module}) returns the container's whole "
                     "environment; set no_log: true and use only the fields it needs")

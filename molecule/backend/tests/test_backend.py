@@ -21,6 +21,7 @@ import time
 import pytest
 import testinfra.utils.ansible_runner
 from armstack_verify import assert_no_leak, recap, vault_values
+from armstack_verify import playbook as run_playbook
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
@@ -39,15 +40,9 @@ LEAKY_URL = "postgresql://app:%s@db:5432/app" % LEAKY_PASSWORD
 
 
 def playbook(path, extra_vars=None, verbosity=0):
-    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], path]
-    if verbosity:
-        argv.append("-" + "v" * verbosity)
-    if extra_vars:
-        argv += ["-e", json.dumps(extra_vars)]
-    # Every result shown, as an operator sees it (molecule's config hides ok ones).
-    env = dict(os.environ, ANSIBLE_DISPLAY_OK_HOSTS="true", ANSIBLE_DISPLAY_SKIPPED_HOSTS="true")
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-    return proc.returncode, proc.stdout + proc.stderr
+    """(rc, output) of the shared helper's run, as an operator sees it."""
+    proc = run_playbook(path, extra_vars=extra_vars, verbosity=verbosity)
+    return proc.returncode, proc.stdout
 
 
 def converge(extra_vars=None, verbosity=0):

@@ -15,6 +15,7 @@ import time
 import pytest
 import testinfra.utils.ansible_runner
 from armstack_verify import assert_host_has_no_leak, assert_no_leak, recap, vault_values, wait_until
+from armstack_verify import playbook as run_playbook
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
@@ -147,12 +148,8 @@ def test_core_services_are_running(host, service):
 
 def _playbook(name, *extra):
     """Run one of the collection's playbooks against the VM, as an operator would."""
-    env = dict(os.environ, ANSIBLE_DISPLAY_OK_HOSTS="true", ANSIBLE_DISPLAY_SKIPPED_HOSTS="true")
-    env.setdefault("ANSIBLE_VAULT_PASSWORD_FILE", os.path.join(ROOT, "inventories", "local", "vault-password"))
-    proc = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-                           os.path.join(ROOT, "playbooks", name), *extra],
-                          env=env, capture_output=True, text=True, check=False, timeout=900)
-    return proc.returncode, proc.stdout + proc.stderr
+    proc = run_playbook(os.path.join(ROOT, "playbooks", name), *extra, timeout=900)
+    return proc.returncode, proc.stdout
 
 
 def _serving(host):
