@@ -138,20 +138,6 @@ done
 
 printf '\n%-21s %7s %7s %7s %11s %7s %7s %8s %9s %5s %4s %4s  %s\n' phase sent non2xx connerr stale-retry p50_ms p99_ms max_ms "deploy rc" jobs lost cut versions
 for phase in $PHASES; do
-  python3 - "$RESULTS/$phase.json" "$(cat "$RESULTS/$phase.rc")" "$RESULTS/$phase.jobs.json" <<'PY'
-import json, sys, time
-s = json.load(open(sys.argv[1]))
-try:
-    j = json.load(open(sys.argv[3]))
-except (OSError, ValueError):
-    j = {}
-print("%-21s %7d %7d %7d %11d %7s %7s %8s %9s %5s %4s %4s  %s" % (
-    s["phase"], s["sent"], s["non_2xx"], s["conn_errors"], s["stale_retries"],
-    s["p50_ms"], s["p99_ms"], s["max_ms"], sys.argv[2], j.get("enqueued", "-"), j.get("lost", "-"), j.get("cut", "-"),
-    json.dumps(s["versions"])))
-for failure in s.get("failures", []):
-    print("    failed at %s: %s%s" % (time.strftime("%H:%M:%S", time.localtime(failure["at"])) + ("%.3f" % (failure["at"] % 1))[1:],
-                                  failure["what"], " after %s ms" % failure["after_ms"] if "after_ms" in failure else ""))
-PY
+  python3 "$LIB/rollout_report.py" "$RESULTS/$phase.json" "$(cat "$RESULTS/$phase.rc")" "$RESULTS/$phase.jobs.json"
 done
 echo "(rollout-broken and rollout-badmigration are expected to end with deploy rc != 0: the play fails, the old release keeps serving)"
