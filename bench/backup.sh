@@ -21,6 +21,7 @@
 # Goals: incremental <= 0.1 x first; storage <= 0.25 x seven tar.gz;
 # restore >= 50 % of cp's speed.
 set -euo pipefail
+LIB="$(cd "$(dirname "$0")" && pwd)/lib"
 
 SIZE_MB="${BENCH_SIZE_MB:-1024}"
 DAYS=7
@@ -36,8 +37,11 @@ if [ "${1:-}" != "--here" ]; then
   start_vm "$vm" >/dev/null
   log "installing restic in $vm"
   docker exec "$vm" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq --no-install-recommends restic >/dev/null'
-  docker cp "$0" "$vm:/usr/local/bin/armstack-bench-backup"
-  docker exec -e BENCH_SIZE_MB="$SIZE_MB" "$vm" bash /usr/local/bin/armstack-bench-backup --here
+  # The script and its Python helpers (bench/lib), side by side as here.
+  docker exec "$vm" mkdir -p /opt/armstack-bench
+  docker cp "$0" "$vm:/opt/armstack-bench/backup.sh"
+  docker cp "$LIB" "$vm:/opt/armstack-bench/lib"
+  docker exec -e BENCH_SIZE_MB="$SIZE_MB" "$vm" bash /opt/armstack-bench/backup.sh --here
   exit 0
 fi
 
@@ -56,67 +60,11 @@ mib() { du -sb "$1" | awk '{printf "%.1f", $1 / 1048576}'; }
 
 # Mixed data: 50 % large random files (photos, archives), 30 % medium files
 # (half random, half text), 20 % small JSON-like text files.
-python3 - "$DATA" "$SIZE_MB" <<'PY'
-import os, random, sys
-root, size = sys.argv[1], int(sys.argv[2]) << 20
-rng = random.Random(42)
-EVENTS = ["login", "upload", "order", "refund", "view"]
-def text(n):
-    # JSON-like lines, unique per file (compress about 2-3x, do not deduplicate).
-    out, length = [], 0
-    while length < n:
-        line = '{"id": %d, "user": "%s", "event": "%s", "amount": %d.%02d}\n' % (
-            rng.getrandbits(30), os.urandom(6).hex(), EVENTS[rng.getrandbits(2)], rng.getrandbits(13), rng.getrandbits(6))
-        out.append(line)
-        length += len(line)
-    return "".join(out).encode()[:n]
-def write(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-done = 0
-i = 0
-while done < size * 0.5:
-    n = rng.randrange(5, 40) << 20
-    write(f"{root}/uploads/large-{i:04d}.bin", os.urandom(n)); done += n; i += 1
-target = done + size * 0.3
-while done < target:
-    n = rng.randrange(64 << 10, 2 << 20)
-    data = os.urandom(n) if i % 2 else text(n)
-    write(f"{root}/media/{i % 50:02d}/medium-{i:05d}", data); done += n; i += 1
-while done < size:
-    n = rng.randrange(512, 32 << 10)
-    write(f"{root}/records/{i % 200:03d}/rec-{i:06d}.json", text(n)); done += n; i += 1
-print(f"data set: {i} files, {done / 1048576:.0f} MiB")
-PY
+python3 "$LIB/backup_make_data.py" "$DATA" "$SIZE_MB"
 
 # Change 1 % of the data: rewrite medium files and add new small ones.
 change_one_percent() {
-  python3 - "$DATA" "$1" <<'PY'
-import os, random, sys
-root, day = sys.argv[1], int(sys.argv[2])
-rng = random.Random(day)
-files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
-total = sum(os.path.getsize(f) for f in files)
-budget, changed = total // 100, 0
-media = [f for f in files if "/media/" in f]
-rng.shuffle(media)
-for path in media:
-    if changed >= budget // 2:
-        break
-    n = os.path.getsize(path)
-    with open(path, "wb") as f:
-        f.write(os.urandom(n))
-    changed += n
-i = 0
-while changed < budget:
-    n = rng.randrange(4 << 10, 256 << 10)
-    path = f"{root}/records/day{day}/new-{i:05d}.json"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(os.urandom(n // 2).hex().encode())
-    changed += n; i += 1
-PY
+  python3 "$LIB/backup_change_one_percent.py" "$DATA" "$1"
 }
 
 restic init >/dev/null
@@ -167,34 +115,4 @@ fi
 restic check --quiet >/dev/null && CHECK=passed || CHECK=FAILED
 diff -r "$DATA" "$WORK/restored$DATA" >/dev/null && SAME=identical || SAME=DIFFERENT
 
-python3 - "$DATA_MIB" "$FIRST" "$TAR_FIRST" "$REPO_MIB" "$TARS_MIB" "$RESTORE" "$CP" "$CHECK" "$SAME" "$(restic version)" "$RESTORE_COLD" "$CP_COLD" "$OPEN" "${INCREMENTS[@]}" <<'PY'
-import sys
-data, first, tar_first, repo, tars, restore, cp = map(float, sys.argv[1:8])
-check, same, version, restore_cold, cp_cold = sys.argv[8:13]
-open_cost = float(sys.argv[13])
-incs = [float(x) for x in sys.argv[14:]]
-inc = incs[0]
-print()
-print(f"{version}")
-print(f"data set                          {data:9.1f} MiB")
-print(f"first backup, restic              {first:9.2f} s   ({data / first:.0f} MiB/s)")
-print(f"first backup, tar.gz              {tar_first:9.2f} s")
-print(f"incremental after 1 % change      {inc:9.2f} s   (runs 2-7: {', '.join(f'{x:.2f}' for x in incs)})")
-print(f"  ratio incremental / first       {inc / first:9.3f}     goal <= 0.1   {'met' if inc / first <= 0.1 else 'NOT met'}")
-print(f"opening the repository (each run)  {open_cost:9.2f} s   (key derivation; in both figures above)")
-print(f"  ratio without it                {(inc - open_cost) / (first - open_cost):9.3f}     (the work that grows with the data)")
-print(f"repository after 7 daily runs     {repo:9.1f} MiB")
-print(f"7 daily tar.gz full backups       {tars:9.1f} MiB")
-print(f"  ratio restic / tar.gz           {repo / tars:9.3f}     goal <= 0.25  {'met' if repo / tars <= 0.25 else 'NOT met'}")
-print(f"restore, restic (warm cache)      {restore:9.2f} s   ({data / restore:.0f} MiB/s)")
-print(f"copy, cp -a (warm cache)          {cp:9.2f} s   ({data / cp:.0f} MiB/s)")
-print(f"  restore speed / cp speed        {cp / restore:9.2f}     goal >= 0.5   {'met' if cp / restore >= 0.5 else 'NOT met'}")
-if restore_cold != "n/a":
-    rc, cc = float(restore_cold), float(cp_cold)
-    print(f"restore, restic (cold cache)      {rc:9.2f} s   ({data / rc:.0f} MiB/s)")
-    print(f"copy, cp -a (cold cache)          {cc:9.2f} s   ({data / cc:.0f} MiB/s)")
-    print(f"  restore speed / cp speed        {cc / rc:9.2f}     goal >= 0.5   {'met' if cc / rc >= 0.5 else 'NOT met'}")
-else:
-    print("restore and copy with a cold cache: n/a (this kernel does not let the bench drop the page cache)")
-print(f"restic check: {check}; restored data vs source: {same}")
-PY
+python3 "$LIB/backup_report.py" "$DATA_MIB" "$FIRST" "$TAR_FIRST" "$REPO_MIB" "$TARS_MIB" "$RESTORE" "$CP" "$CHECK" "$SAME" "$(restic version)" "$RESTORE_COLD" "$CP_COLD" "$OPEN" "${INCREMENTS[@]}"

@@ -10,6 +10,7 @@
 # what a container cannot have (kernel, boot loader, partitions): compare the
 # figures with each other, not with a scan of a real VM.
 set -euo pipefail
+LIB="$(cd "$(dirname "$0")" && pwd)/lib"
 # shellcheck source=testbed/lib.sh
 source "$(dirname "$0")/../testbed/lib.sh"
 
@@ -77,28 +78,7 @@ echo "  after the role:  $after   (role run: ${role_seconds}s)"
 # value Lynis expects: those points are withheld by the container alone.
 docker exec "$VM" cat /var/log/lynis.log >"$work/lynis-after.full.log"
 docker exec "$VM" sh -c 'cat /etc/sysctl.d/90-armstack-hardening.conf 2>/dev/null' >"$work/sysctl.conf" || true
-python3 - "$work/lynis-after.full.log" "$work/sysctl.conf" <<'PY'
-import re, sys
-log = open(sys.argv[1], encoding="utf-8", errors="replace").read()
-totals = re.findall(r"Currently having (\d+) points \(out of (\d+)\)", log)
-have, out_of = map(int, totals[-1])
-written = dict(
-    (k.strip(), v.strip()) for k, v in
-    (line.split("=", 1) for line in open(sys.argv[2]) if "=" in line and not line.lstrip().startswith("#")))
-withheld = []
-for key, expected, real in re.findall(
-        r"sysctl key (\S+) has a different value than expected in scan profile\. Expected=(\S+), Real=(\S+)", log):
-    if written.get(key) == expected:
-        withheld.append("%s (file %s, live %s)" % (key, expected, real))
-print("  points: %d of %d" % (have, out_of))
-if withheld:
-    print("  kernel-wide sysctls the role writes with Lynis's expected value, not live here")
-    print("  because the kernel is the test bed host's (live on a VM): %d" % len(withheld))
-    for item in withheld:
-        print("    " + item)
-    print("  the same scan with those live would be: %d of %d = index %d (computed, not scanned)"
-          % (have + len(withheld), out_of, (have + len(withheld)) * 100 // out_of))
-PY
+python3 "$LIB/lynis_report.py" "$work/lynis-after.full.log" "$work/sysctl.conf"
 echo
 echo "What Lynis still suggests after the role (test id: text):"
 sed -n 's/^suggestion\[\]=\([^|]*\)|\([^|]*\)|.*/  \1: \2/p' "$work/report-after.dat"

@@ -30,232 +30,13 @@
 # loopback (https://localhost/), so no traffic leaves the test bed.
 set -euo pipefail
 
-read -r -d '' LOADGEN <<'PY' || true
-"""Bounded HTTP(S) load generator (stdlib only) for armstack.deploy's bench.
-
-Sends RATE requests/s (paced, not bursty) from THREADS threads; half the
-threads keep one keep-alive connection each, the other half open a fresh
-connection per request. Stops at --count requests, after --max-seconds, or
-when --stop-file exists (and then only once --min-count were sent). Prints
-one JSON summary line. A keep-alive connection the server closed while idle
-is reopened and the request resent once, as every HTTP client library does
-for idempotent requests (counted as stale_retries, not as an error).
-"""
-import argparse
-import http.client
-import json
-import os
-import ssl
-import threading
-import time
-import urllib.parse
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--url", default="https://localhost/")
-parser.add_argument("--rate", type=float, default=100.0)
-parser.add_argument("--threads", type=int, default=8)
-parser.add_argument("--count", type=int, default=10000)
-parser.add_argument("--min-count", type=int, default=0)
-parser.add_argument("--max-seconds", type=float, default=300.0)
-parser.add_argument("--stop-file", default="")
-parser.add_argument("--cafile", default="")
-parser.add_argument("--insecure", action="store_true")
-parser.add_argument("--timeout", type=float, default=10.0)
-parser.add_argument("--phase", default="load")
-args = parser.parse_args()
-
-url = urllib.parse.urlsplit(args.url)
-host = url.hostname
-if host not in ("localhost", "127.0.0.1", "::1") and not host.startswith("127."):
-    raise SystemExit("refusing to send load to %s: loopback only" % host)
-port = url.port or (443 if url.scheme == "https" else 80)
-path = (url.path or "/") + ("?" + url.query if url.query else "")
-context = None
-if url.scheme == "https":
-    context = ssl.create_default_context(cafile=args.cafile or None)
-    if args.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-
-lock = threading.Lock()
-stats = {"sent": 0, "ok": 0, "non_2xx": 0, "conn_errors": 0, "stale_retries": 0,
-         "statuses": {}, "errors": {}, "versions": {}, "failures": []}
-latencies = []
-stop = threading.Event()
-start = time.monotonic()
-interval = args.threads / args.rate
-
-
-def connect():
-    if context is not None:
-        return http.client.HTTPSConnection(host, port, timeout=args.timeout, context=context)
-    return http.client.HTTPConnection(host, port, timeout=args.timeout)
-
-
-def claim():
-    with lock:
-        if stats["sent"] >= args.count:
-            return False
-        stats["sent"] += 1
-        return True
-
-
-def note_failure(what, t0):
-    """Keeps the first failures: when (wall clock, to set beside the deploy's
-    and Caddy's logs) and after how long. Called with the lock held."""
-    if len(stats["failures"]) < 20:
-        stats["failures"].append({"at": round(time.time(), 3), "what": what,
-                                  "after_ms": round((time.monotonic() - t0) * 1000, 1)})
-
-
-def one_request(conn, reused):
-    conn.request("GET", path, headers={"Connection": "keep-alive" if reused is not None else "close"})
-    response = conn.getresponse()
-    body = response.read()
-    return response, body
-
-
-def worker(keepalive):
-    conn = None
-    used = False
-    next_at = time.monotonic()
-    while not stop.is_set():
-        now = time.monotonic()
-        if next_at > now:
-            time.sleep(next_at - now)
-        next_at += interval
-        if not claim():
-            break
-        t0 = time.monotonic()
-        kind = "connect"
-        try:
-            if conn is None:
-                conn, used = connect(), False
-            kind = "reused" if used else "fresh"
-            try:
-                response, body = one_request(conn, True if keepalive else None)
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.CannotSendRequest):
-                if not (keepalive and used):
-                    raise
-                # The server closed the idle keep-alive connection as we
-                # reused it (RFC 9112 9.3.1): reopen and resend once.
-                conn.close()
-                conn, used, kind = connect(), False, "retry"
-                with lock:
-                    stats["stale_retries"] += 1
-                response, body = one_request(conn, True)
-            used = True
-            elapsed = time.monotonic() - t0
-            with lock:
-                latencies.append(elapsed)
-                code = str(response.status)
-                stats["statuses"][code] = stats["statuses"].get(code, 0) + 1
-                if 200 <= response.status < 300:
-                    stats["ok"] += 1
-                    version = response.getheader("X-App-Version", "?")
-                    stats["versions"][version] = stats["versions"].get(version, 0) + 1
-                else:
-                    stats["non_2xx"] += 1
-                    note_failure("HTTP %d" % response.status, t0)
-            if not keepalive or response.will_close:
-                conn.close()
-                conn = None
-        except (OSError, http.client.HTTPException) as exc:
-            with lock:
-                stats["conn_errors"] += 1
-                # What failed, and on which connection: a new one (connect,
-                # fresh), a reused keep-alive one, or the resend (retry).
-                name = "%s on %s connection" % (type(exc).__name__, kind)
-                stats["errors"][name] = stats["errors"].get(name, 0) + 1
-                note_failure(name, t0)
-            if conn is not None:
-                conn.close()
-            conn = None
-
-
-threads = [threading.Thread(target=worker, args=(i % 2 == 0,), daemon=True) for i in range(args.threads)]
-for thread in threads:
-    thread.start()
-while any(t.is_alive() for t in threads):
-    elapsed = time.monotonic() - start
-    if elapsed > args.max_seconds:
-        stop.set()
-    if args.stop_file and os.path.exists(args.stop_file) and stats["sent"] >= args.min_count:
-        stop.set()
-    time.sleep(0.1)
-for thread in threads:
-    thread.join()
-
-latencies.sort()
-
-
-def pct(p):
-    if not latencies:
-        return None
-    return round(latencies[min(len(latencies) - 1, int(p / 100.0 * len(latencies)))] * 1000, 1)
-
-
-duration = time.monotonic() - start
-stats.update({
-    "phase": args.phase,
-    "seconds": round(duration, 1),
-    "rate": round(stats["sent"] / duration, 1) if duration else 0,
-    "p50_ms": pct(50), "p99_ms": pct(99),
-    "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
-})
-stats["failed"] = stats["non_2xx"] + stats["conn_errors"]
-print(json.dumps(stats, sort_keys=True))
-PY
-
-read -r -d '' JOBGEN <<'PY' || true
-"""A steady stream of jobs for the reference backend's worker, through Caddy:
-POST /jobs?count=1&ms=MS&prefix=PREFIX-N at RATE jobs/s until --stop-file
-exists, then waits (bounded) until every job was worked and prints one JSON
-line: enqueued, done, lost (enqueued, never done), cut (done by another
-worker than the one that started it)."""
-import argparse, json, os, ssl, time, urllib.request
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--prefix", required=True)
-parser.add_argument("--rate", type=float, default=4.0)
-parser.add_argument("--ms", type=int, default=1500)
-parser.add_argument("--cafile", default="")
-parser.add_argument("--stop-file", required=True)
-parser.add_argument("--drain-seconds", type=float, default=180.0)
-args = parser.parse_args()
-context = ssl.create_default_context(cafile=args.cafile or None)
-base = "https://localhost"
-
-
-def call(method, path):
-    request = urllib.request.Request(base + path, method=method)
-    with urllib.request.urlopen(request, timeout=10, context=context) as response:
-        return json.loads(response.read())
-
-
-sent, failed = 0, 0
-while not os.path.exists(args.stop_file):
-    try:
-        call("POST", "/jobs?count=1&ms=%d&prefix=%s-%d" % (args.ms, args.prefix, sent))
-        sent += 1
-    except Exception:  # noqa: BLE001 - counted, reported
-        failed += 1
-    time.sleep(1.0 / args.rate)
-deadline = time.monotonic() + args.drain_seconds
-report = call("GET", "/jobs/report?prefix=" + args.prefix)
-while (report["queued"] or len(report["done"]) < sent) and time.monotonic() < deadline:
-    time.sleep(1)
-    report = call("GET", "/jobs/report?prefix=" + args.prefix)
-ids = {"%s-%d-0" % (args.prefix, i) for i in range(sent)}
-print(json.dumps({"enqueued": sent, "enqueue_failed": failed, "done": len(ids & set(report["done"])),
-                  "lost": len(ids - set(report["done"])),
-                  "cut": sum(1 for i in ids & set(report["done"]) if report["started"].get(i) != report["done"][i]),
-                  "workers": sorted(set(report["done"].values()))}))
-PY
+# The load generator and the job stream (Python, stdlib only) run inside the target.
+LIB="$(cd "$(dirname "$0")" && pwd)/lib"
+LOADGEN="$LIB/loadgen.py"
+JOBGEN="$LIB/jobgen.py"
 
 if [ "${1:-}" = print-loadgen ]; then
-  printf '%s\n' "$LOADGEN"
+  cat "$LOADGEN"
   exit 0
 fi
 
@@ -309,8 +90,8 @@ load() {
   local stop="/tmp/armstack-bench-stop" out="$RESULTS/$phase.json" rc=0 since jobs_pid=""
   since=$(date +%s)
   docker exec "$TARGET" rm -f "$stop" /tmp/armstack-bench-jobs-stop
-  docker exec -i "$TARGET" sh -c "cat > /tmp/armstack-loadgen.py" <<<"$LOADGEN"
-  docker exec -i "$TARGET" sh -c "cat > /tmp/armstack-jobgen.py" <<<"$JOBGEN"
+  docker exec -i "$TARGET" sh -c "cat > /tmp/armstack-loadgen.py" <"$LOADGEN"
+  docker exec -i "$TARGET" sh -c "cat > /tmp/armstack-jobgen.py" <"$JOBGEN"
   docker exec "$TARGET" sh -c "docker exec $PROJECT-caddy-1 cat /data/caddy/pki/authorities/local/root.crt > /tmp/armstack-bench-ca.crt"
   docker exec "$TARGET" python3 /tmp/armstack-loadgen.py --phase "$phase" --url https://localhost/ \
     --rate "$RATE" --count "$COUNT" --min-count "$COUNT" --max-seconds "$MAX_SECONDS" \
@@ -357,20 +138,6 @@ done
 
 printf '\n%-21s %7s %7s %7s %11s %7s %7s %8s %9s %5s %4s %4s  %s\n' phase sent non2xx connerr stale-retry p50_ms p99_ms max_ms "deploy rc" jobs lost cut versions
 for phase in $PHASES; do
-  python3 - "$RESULTS/$phase.json" "$(cat "$RESULTS/$phase.rc")" "$RESULTS/$phase.jobs.json" <<'PY'
-import json, sys, time
-s = json.load(open(sys.argv[1]))
-try:
-    j = json.load(open(sys.argv[3]))
-except (OSError, ValueError):
-    j = {}
-print("%-21s %7d %7d %7d %11d %7s %7s %8s %9s %5s %4s %4s  %s" % (
-    s["phase"], s["sent"], s["non_2xx"], s["conn_errors"], s["stale_retries"],
-    s["p50_ms"], s["p99_ms"], s["max_ms"], sys.argv[2], j.get("enqueued", "-"), j.get("lost", "-"), j.get("cut", "-"),
-    json.dumps(s["versions"])))
-for failure in s.get("failures", []):
-    print("    failed at %s: %s%s" % (time.strftime("%H:%M:%S", time.localtime(failure["at"])) + ("%.3f" % (failure["at"] % 1))[1:],
-                                  failure["what"], " after %s ms" % failure["after_ms"] if "after_ms" in failure else ""))
-PY
+  python3 "$LIB/rollout_report.py" "$RESULTS/$phase.json" "$(cat "$RESULTS/$phase.rc")" "$RESULTS/$phase.jobs.json"
 done
 echo "(rollout-broken and rollout-badmigration are expected to end with deploy rc != 0: the play fails, the old release keeps serving)"

@@ -36,11 +36,28 @@ def sh(host, cmd, ok=True):
     return result
 
 
-def wait_until(predicate, timeout, interval=1.0, message="condition"):
-    """Poll predicate() until it is truthy; fail after `timeout` seconds. Returns its value and the seconds waited."""
+def output(host, cmd):
+    """The stdout of a shell command on the VM that must succeed, stripped of surrounding whitespace."""
+    return sh(host, cmd).stdout.strip()
+
+
+def local(*argv, check=False, timeout=120):
+    """Run argv on the controller (the test bed's docker, ssh from a client container); text out, bounded by timeout."""
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def wait_until(predicate, timeout, interval=1.0, message="condition", fail=True, attempts=None):
+    """Poll predicate() until it is truthy; returns its value and the seconds waited.
+
+    The bound is `timeout` seconds, or with attempts that many calls (for probes whose
+    own duration varies; timeout may then be None). Past it: with fail, the test fails
+    with `message`; without, the last (falsy) value is returned, for a caller that
+    asserts with a message of its own."""
     start = time.monotonic()
     last = None
+    tries = 0
     while True:
+        tries += 1
         try:
             last = predicate()
         except Exception as exc:  # noqa: BLE001 - a probe that raises is a probe that says "not yet"
@@ -50,15 +67,21 @@ def wait_until(predicate, timeout, interval=1.0, message="condition"):
             error = None
         if last:
             return last, round(time.monotonic() - start, 1)
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{message} not reached within {timeout} s" + (f" (last error: {error})" if error else ""))
+        if (tries >= attempts) if attempts else (time.monotonic() - start > timeout):
+            if not fail:
+                return last, round(time.monotonic() - start, 1)
+            bound = f"{attempts} tries" if attempts else f"{timeout} s"
+            raise AssertionError(f"{message} not reached within {bound}" + (f" (last error: {error})" if error else ""))
         time.sleep(interval)
 
 
-def playbook(path, *extra, extra_vars=None, verbosity=0, env=None, check=False, inventory=None, timeout=None):
+def playbook(path, *extra, extra_vars=None, verbosity=0, env=None, check=False, inventory=None, timeout=None,
+             merge_stderr=True, operator_view=True):
     """Run ansible-playbook against this scenario's inventory (or `inventory`) as an operator would.
 
-    Returns the CompletedProcess (stdout and stderr together in .stdout)."""
+    Returns the CompletedProcess: stdout and stderr together in .stdout, or apart with
+    merge_stderr=False. operator_view=False keeps molecule's own display (ok and skipped
+    results hidden). A run longer than `timeout` seconds fails the test."""
     argv = ["ansible-playbook", "-i", str(inventory or os.environ["MOLECULE_INVENTORY_FILE"]), str(path)]
     if verbosity:
         argv.append("-" + "v" * verbosity)
@@ -69,13 +92,17 @@ def playbook(path, *extra, extra_vars=None, verbosity=0, env=None, check=False, 
     full_env.setdefault("ANSIBLE_VAULT_PASSWORD_FILE", str(VAULT_PASSWORD_FILE))
     full_env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / ".cache/collections")
     full_env["ANSIBLE_NOCOLOR"] = "1"
-    # As an operator sees it (molecule's own config hides ok and skipped
-    # results): every result is shown, so the leak searches read all of it.
-    full_env["ANSIBLE_DISPLAY_OK_HOSTS"] = "true"
-    full_env["ANSIBLE_DISPLAY_SKIPPED_HOSTS"] = "true"
+    if operator_view:
+        # As an operator sees it (molecule's own config hides ok and skipped
+        # results): every result is shown, so the leak searches read all of it.
+        full_env["ANSIBLE_DISPLAY_OK_HOSTS"] = "true"
+        full_env["ANSIBLE_DISPLAY_SKIPPED_HOSTS"] = "true"
     full_env.update(env or {})
-    proc = subprocess.run(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-                          timeout=timeout)
+    try:
+        proc = subprocess.run(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                              text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"{pathlib.Path(path).name} {extra} did not finish within {timeout} s") from exc
     if check:
         assert proc.returncode == 0, proc.stdout[-4000:]
     return proc

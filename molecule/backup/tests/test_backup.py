@@ -14,11 +14,11 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 import time
 
 import armstack_verify as av
+from armstack_verify import sh
 
 
 RUNNER = "/usr/local/sbin/armstack-backup"
@@ -41,13 +41,6 @@ MADE_UP = {
 FAILURE_OUTPUTS = {}
 # What the role owns on the host: nothing of it may change on bad input.
 OWNED = "/etc/armstack/backup /etc/systemd/system/armstack-backup* /usr/local/sbin/armstack-backup /usr/local/lib/armstack-backup"
-
-
-def sh(host, cmd, ok=True):
-    result = host.run(cmd)
-    if ok:
-        assert result.rc == 0, f"{cmd!r} exited {result.rc}:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def tree_checksums(host, path):
@@ -90,16 +83,8 @@ def converge(extra_vars):
 
 
 def run_play(path, *extra, timeout=900):
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    env = dict(os.environ)
-    env.setdefault("ANSIBLE_VAULT_PASSWORD_FILE", os.path.join(ROOT, "inventories/local/vault-password"))
-    env["ANSIBLE_COLLECTIONS_PATH"] = os.path.join(ROOT, ".cache/collections")
-    env["ANSIBLE_NOCOLOR"] = "1"
-    argv = ["ansible-playbook", "-i", inventory, path, *extra]
-    try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"{os.path.basename(path)} {extra} did not finish within {timeout} s") from exc
+    """The shared helper's run, with stderr apart and molecule's own display; its output's tail printed."""
+    proc = av.playbook(path, *extra, timeout=timeout, merge_stderr=False, operator_view=False)
     print(proc.stdout[-3000:])
     return proc
 
@@ -541,23 +526,15 @@ def test_backup_killed_with_sigkill_recovers(host):
     sh(host, "for i in $(seq 1 8); do head -c 10485760 /dev/urandom > /srv/bigdata/blob-$i.bin; done")
     sh(host, "systemctl start --no-block armstack-backup.service")
     # Kill as soon as restic reads /srv/bigdata ("[r]" keeps pgrep's own shell from matching).
-    killed = False
-    for _ in range(1200):
-        if host.run("pgrep -f '[r]estic backup .*/srv/bigdata' && systemctl kill --signal=SIGKILL armstack-backup.service").rc == 0:
-            killed = True
-            break
-        time.sleep(0.1)
+    killed = bool(av.wait_until(
+        lambda: host.run("pgrep -f '[r]estic backup .*/srv/bigdata' && systemctl kill --signal=SIGKILL armstack-backup.service").rc == 0,
+        None, interval=0.1, attempts=1200, fail=False)[0])
     assert killed, "the backup of /srv/bigdata was never seen running"
-    for _ in range(100):
-        state = sh(host, "systemctl show armstack-backup.service -p ActiveState --value").stdout.strip()
-        if state in ("failed", "inactive"):
-            break
-        time.sleep(0.2)
+    av.wait_until(lambda: sh(host, "systemctl show armstack-backup.service -p ActiveState --value").stdout.strip() in ("failed", "inactive"),
+                  None, interval=0.2, attempts=100, fail=False)
     assert sh(host, "systemctl show armstack-backup.service -p Result --value").stdout.strip() == "signal"
-    for _ in range(100):
-        if host.run("systemctl is-active armstack-backup-failure@armstack-backup.service.service").stdout.strip() != "activating":
-            break
-        time.sleep(0.2)
+    av.wait_until(lambda: host.run("systemctl is-active armstack-backup-failure@armstack-backup.service.service").stdout.strip() != "activating",
+                  None, interval=0.2, attempts=100, fail=False)
     assert metric(host, "bigdata", "armstack_backup_last_exit_code") == 128 + 9
     sh(host, "systemctl reset-failed armstack-backup.service")
     sh(host, "systemctl start armstack-backup.service")

@@ -26,16 +26,6 @@ SECRET_MOUNTS = {"/run/secrets/oracle-wallet", "/run/secrets/oci/oci_api_key.pem
 OUTSIDE_NETWORK = os.environ.get("ARMSTACK_OUTSIDE_NETWORK", "armstack-outside")
 
 
-def _wait(check, timeout=90, interval=2):
-    """Poll check() until it returns a truthy value; return the last value."""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = check()
-    return value
-
-
 def _outside_ip():
     out = subprocess.run(
         ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", VM],
@@ -68,7 +58,7 @@ def test_docker_runs_with_the_hardened_daemon(host):
 
 def test_backend_answers_https_through_caddy(host):
     cmd = "curl -sk --resolve localhost:443:127.0.0.1 -o /dev/null -w '%{http_code}' https://localhost/health"
-    assert _wait(lambda: host.run(cmd).stdout == "200"), host.run(cmd.replace("-o /dev/null", "")).stdout
+    assert wait_until(lambda: host.run(cmd).stdout == "200", 90, interval=2, fail=False)[0], host.run(cmd.replace("-o /dev/null", "")).stdout
 
 
 def test_https_is_reachable_from_outside_but_a_published_debug_port_is_not(host):
@@ -81,7 +71,8 @@ def test_https_is_reachable_from_outside_but_a_published_debug_port_is_not(host)
     try:
         ip = _outside_ip()
         # The published port answers inside the VM ...
-        assert _wait(lambda: host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18080/health").stdout == "200")
+        assert wait_until(lambda: host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18080/health").stdout == "200",
+                          90, interval=2, fail=False)[0]
         # ... but not from the outside network, while HTTPS does.
         blocked = _from_outside("curl", "-s", "-m", "5", "-o", "/dev/null", f"http://{ip}:18080/health")
         assert blocked.returncode != 0, "a port published on 0.0.0.0 was reachable from outside"
@@ -112,12 +103,12 @@ def test_prometheus_scrapes_the_deployed_backend_and_caddy(host):
         targets = _targets(host)
         jobs = {k.split("/")[0] for k, v in targets.items() if v == "up"}
         return {"backend", "caddy"} <= jobs and targets
-    targets = _wait(backend_and_caddy_up, timeout=120)
+    targets = wait_until(backend_and_caddy_up, 120, interval=2, fail=False)[0]
     assert targets, f"Prometheus does not see the backend and Caddy up: {_targets(host)}"
 
 
 def test_every_started_prometheus_target_is_up(host):
-    targets = _wait(lambda: (t := _targets(host)) and all(v == "up" for v in t.values()) and t, timeout=120)
+    targets = wait_until(lambda: (t := _targets(host)) and all(v == "up" for v in t.values()) and t, 120, interval=2, fail=False)[0]
     assert targets, f"targets not up: {_targets(host)}"
 
 
@@ -133,7 +124,7 @@ def test_a_backup_run_reaches_prometheus_through_the_textfile_collector(host):
     def exit_codes():
         data = json.loads(host.run(query).stdout or "{}").get("data", {}).get("result", [])
         return {r["metric"].get("job"): r["value"][1] for r in data}
-    codes = _wait(exit_codes, timeout=120)
+    codes = wait_until(exit_codes, 120, interval=2, fail=False)[0]
     assert codes and all(v == "0" for v in codes.values()), codes
 
 

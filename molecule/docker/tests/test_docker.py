@@ -2,11 +2,11 @@
 
 import json
 import os
-import subprocess
 import time
 
 import pytest
 import testinfra.utils.ansible_runner
+from armstack_verify import output, playbook, sh, wait_until
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
@@ -18,24 +18,14 @@ LOG_MAX_SIZE = 1024 * 1024
 LOG_MAX_FILE = 3
 
 
-def sh(host, cmd):
-    """Run cmd on the VM and fail with its output when it fails."""
-    result = host.run(cmd)
-    assert result.rc == 0, f"{cmd!r} failed ({result.rc}): {result.stdout} {result.stderr}"
-    return result.stdout.strip()
-
-
 def fresh(host, *names):
     """Remove containers a previous, interrupted run may have left."""
     host.run("docker rm -f " + " ".join(names))
 
 
 def wait_for_engine(host):
-    for _ in range(60):
-        if host.run("docker info --format '{{.ServerVersion}}'").rc == 0:
-            return
-        time.sleep(1)
-    pytest.fail("dockerd did not answer within 60 s after a restart")
+    wait_until(lambda: host.run("docker info --format '{{.ServerVersion}}'").rc == 0, 60,
+               message="dockerd answering after a restart")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +41,7 @@ def daemon_json(host):
 
 @pytest.fixture(scope="module")
 def info(host):
-    return json.loads(sh(host, "docker info --format '{{json .}}'"))
+    return json.loads(output(host, "docker info --format '{{json .}}'"))
 
 
 def test_daemon_json_is_root_owned_0644(host):
@@ -80,31 +70,31 @@ def test_docker_info_shows_the_settings(info):
 
 
 def test_compose_v2_is_the_compose(host):
-    assert sh(host, "docker compose version --short").lstrip("v").startswith("2.")
+    assert output(host, "docker compose version --short").lstrip("v").startswith("2.")
 
 
 def test_pulls_from_the_test_registry_and_runs_containers(host, image):
-    out = sh(host, f"docker run --rm {image} read /etc/hostname")
+    out = output(host, f"docker run --rm {image} read /etc/hostname")
     assert "uid=10001 read" in out
 
 
 def test_containers_cannot_gain_new_privileges(host, image):
-    out = sh(host, f"docker run --rm --entrypoint grep {image} NoNewPrivs /proc/self/status")
+    out = output(host, f"docker run --rm --entrypoint grep {image} NoNewPrivs /proc/self/status")
     assert out.split() == ["NoNewPrivs:", "1"]
 
 
 def test_default_nofile_ulimit_applies(host, image, daemon_json):
     soft = daemon_json["default-ulimits"]["nofile"]["Soft"]
-    assert sh(host, f"docker run --rm --entrypoint sh {image} -c 'ulimit -n'") == str(soft)
+    assert output(host, f"docker run --rm --entrypoint sh {image} -c 'ulimit -n'") == str(soft)
 
 
 def test_no_icc_on_the_default_bridge(host, image):
-    bridge = json.loads(sh(host, "docker network inspect bridge"))[0]
+    bridge = json.loads(output(host, "docker network inspect bridge"))[0]
     assert bridge["Options"]["com.docker.network.bridge.enable_icc"] == "false"
     fresh(host, "icc-server")
     sh(host, f"docker run -d --name icc-server {image} serve 8080")
     try:
-        ip = sh(host, "docker inspect -f '{{.NetworkSettings.IPAddress}}' icc-server")
+        ip = output(host, "docker inspect -f '{{.NetworkSettings.IPAddress}}' icc-server")
         probe = (
             f"docker run --rm --entrypoint python3 {image} -c "
             f"\"import urllib.request; urllib.request.urlopen('http://{ip}:8080/', timeout=3)\""
@@ -118,12 +108,8 @@ def test_published_port_answers_without_docker_proxy(host, image):
     fresh(host, "proxy-check")
     sh(host, f"docker run -d --name proxy-check -p 127.0.0.1:18080:8080 {image} serve 8080")
     try:
-        for _ in range(30):
-            answer = host.run("curl -fsS http://127.0.0.1:18080/ping")
-            if answer.rc == 0:
-                break
-            time.sleep(1)
-        assert answer.rc == 0, answer.stderr
+        answer, _ = wait_until(lambda: (a := host.run("curl -fsS http://127.0.0.1:18080/ping")).rc == 0 and a, 30,
+                               message="http://127.0.0.1:18080/ping answering")
         assert "testbox uid=10001" in answer.stdout
         assert host.run("pgrep -x docker-proxy").rc == 1, "a docker-proxy process runs although userland-proxy is false"
     finally:
@@ -136,7 +122,7 @@ def engine_restart(host, image):
     container and a DOCKER-USER rule (as the hardening role places) beforehand."""
     fresh(host, "live-restore-check")
     sh(host, f"docker run -d --name live-restore-check {image} sleep")
-    before = sh(host, "docker inspect -f '{{.State.Pid}} {{.State.StartedAt}}' live-restore-check")
+    before = output(host, "docker inspect -f '{{.State.Pid}} {{.State.StartedAt}}' live-restore-check")
     sh(host, "iptables -I DOCKER-USER -s 203.0.113.7 -m comment --comment armstack-test -j DROP")
     sh(host, "systemctl restart docker")
     wait_for_engine(host)
@@ -146,13 +132,13 @@ def engine_restart(host, image):
 
 
 def test_live_restore_keeps_a_container_across_a_restart(host, engine_restart):
-    after = sh(host, "docker inspect -f '{{.State.Pid}} {{.State.StartedAt}}' live-restore-check")
+    after = output(host, "docker inspect -f '{{.State.Pid}} {{.State.StartedAt}}' live-restore-check")
     assert after == engine_restart, "the container was restarted (or stopped) with dockerd"
-    assert sh(host, "docker inspect -f '{{.State.Running}}' live-restore-check") == "true"
+    assert output(host, "docker inspect -f '{{.State.Running}}' live-restore-check") == "true"
 
 
 def test_docker_user_rules_survive_a_restart(host, engine_restart):
-    rules = sh(host, "iptables -S DOCKER-USER")
+    rules = output(host, "iptables -S DOCKER-USER")
     assert "armstack-test" in rules, rules
 
 
@@ -160,14 +146,10 @@ def test_a_chatty_container_log_stays_under_the_limit(host, image):
     fresh(host, "chatty")
     sh(host, f"docker run -d --name chatty {image} chatty 8")
     try:
-        for _ in range(120):
-            if "chatty: done" in host.run("docker logs --tail 1 chatty").stdout:
-                break
-            time.sleep(1)
-        else:
-            pytest.fail("the chatty container did not finish writing 8 MiB of logs")
-        cid = sh(host, "docker inspect -f '{{.Id}}' chatty")
-        listing = sh(host, f"find /var/lib/docker/containers/{cid}/local-logs -type f -printf '%f %s\\n'")
+        wait_until(lambda: "chatty: done" in host.run("docker logs --tail 1 chatty").stdout, 120,
+                   message="the chatty container finishing writing 8 MiB of logs")
+        cid = output(host, "docker inspect -f '{{.Id}}' chatty")
+        listing = output(host, f"find /var/lib/docker/containers/{cid}/local-logs -type f -printf '%f %s\\n'")
         files = {name: int(size) for name, size in (line.split() for line in listing.splitlines())}
         total = sum(files.values())
         print(f"chatty wrote 8 MiB of logs; on disk: {total} bytes in {len(files)} files {files}")
@@ -194,16 +176,16 @@ def test_prune_keeps_tagged_and_labelled_but_removes_the_rest(host, image):
     sh(host, f"docker create --name prune-kept --label armstack.keep=true {image} sleep")
     # A dangling image (no tag), and a tagged one standing for a rollback release.
     sh(host, f"docker run --name prune-src --entrypoint true {image}")
-    dangling = sh(host, "docker commit -c 'LABEL dangling=1' prune-src").split(":")[-1]
+    dangling = output(host, "docker commit -c 'LABEL dangling=1' prune-src").split(":")[-1]
     sh(host, "docker rm prune-src")
     sh(host, f"docker tag {image} armstack-test/rollback:previous")
     time.sleep(2)  # converge.yml sets docker_prune_until: 1s
     sh(host, "systemctl start armstack-docker-prune.service")
     try:
-        names = sh(host, "docker ps -a --format '{{.Names}}'").split()
+        names = output(host, "docker ps -a --format '{{.Names}}'").split()
         assert "prune-stopped" not in names
         assert "prune-kept" in names
-        images = sh(host, "docker images -q --no-trunc")
+        images = output(host, "docker images -q --no-trunc")
         assert dangling not in images
         sh(host, "docker image inspect armstack-test/rollback:previous")
         sh(host, f"docker image inspect {image}")
@@ -237,17 +219,11 @@ def test_docker_repository_path_in_check_mode(host):
     sh(host, "mkdir -p /tmp/fake-docker-repo/linux/debian && echo 'fake key' > /tmp/fake-docker-repo/linux/debian/gpg")
     sh(host, "systemd-run --unit armstack-fake-docker-repo python3 -m http.server --bind 127.0.0.1 --directory /tmp/fake-docker-repo 18111")
     try:
-        for _ in range(20):
-            if host.run("curl -fsS http://127.0.0.1:18111/linux/debian/gpg").rc == 0:
-                break
-            time.sleep(0.5)
-        run = subprocess.run(
-            ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--check", "--diff",
-             "-e", "docker_apt_repository_url=http://127.0.0.1:18111/linux",
-             os.path.join(SCENARIO_DIR, "upstream-check.yml")],
-            capture_output=True, text=True, check=False, env=os.environ,
-        )
-        out = run.stdout + run.stderr
+        wait_until(lambda: host.run("curl -fsS http://127.0.0.1:18111/linux/debian/gpg").rc == 0, 10, interval=0.5,
+                   message="the stand-in key server answering")
+        run = playbook(os.path.join(SCENARIO_DIR, "upstream-check.yml"), "--check", "--diff",
+                       "-e", "docker_apt_repository_url=http://127.0.0.1:18111/linux", operator_view=False)
+        out = run.stdout
         assert run.returncode == 0, out
         for line in ("Types: deb", "URIs: http://127.0.0.1:18111/linux/debian", "Suites: bookworm",
                      "Components: stable", "Signed-By: /etc/apt/keyrings/docker.asc"):
@@ -265,7 +241,7 @@ def test_docker_repository_path_in_check_mode(host):
 # evaluated directly. Each entry: id, title, passes?, reason when it does not.
 def bench_checks(host, daemon_json, info):
     f = host.file("/etc/docker/daemon.json")
-    dockerd = sh(host, "ps -o args= -C dockerd")
+    dockerd = output(host, "ps -o args= -C dockerd")
     return [
         ("2.1", "daemon runs as a non-root user (rootless)", False,
          "not adopted: rootless Docker cannot publish 80/443 without extra sysctls and breaks the DOCKER-USER firewall; Manual in CIS"),

@@ -31,24 +31,9 @@ ROOT = os.environ.get("ARMSTACK_ROOT", os.path.abspath(os.path.join(os.path.dirn
 SSH_OPTS = "-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5"
 
 
-def sh(*args: str, check: bool = False, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def wait_for(predicate, attempts: int = 30, pause: float = 1.0):
-    """Poll until predicate() is truthy; returns its last value (not a timed assertion)."""
-    value = None
-    for _ in range(attempts):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(pause)
-    return value
-
-
 @pytest.fixture(scope="module")
 def vm_ip() -> str:
-    out = sh("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", VM, check=True).stdout
+    out = armstack_verify.local("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", VM, check=True).stdout
     return json.loads(out)[OUTSIDE]["IPAddress"]
 
 
@@ -60,20 +45,20 @@ class Client:
 
     def __init__(self, name: str):
         self.name = name
-        sh("docker", "rm", "-f", name)
-        sh("docker", "run", "-d", "--name", name, "--network", OUTSIDE, "--cap-add", "NET_ADMIN",
+        armstack_verify.local("docker", "rm", "-f", name)
+        armstack_verify.local("docker", "run", "-d", "--name", name, "--network", OUTSIDE, "--cap-add", "NET_ADMIN",
            "-v", f"{EPHEMERAL}/ssh:/keys:ro", CLIENT_IMAGE, "sleep", "infinity", check=True)
-        self.ip = json.loads(sh("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", name,
+        self.ip = json.loads(armstack_verify.local("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", name,
                                 check=True).stdout)[OUTSIDE]["IPAddress"]
 
     def run(self, command: str, timeout: int = 60) -> subprocess.CompletedProcess:
-        return sh("docker", "exec", self.name, "sh", "-c", command, timeout=timeout)
+        return armstack_verify.local("docker", "exec", self.name, "sh", "-c", command, timeout=timeout)
 
     def tcp_open(self, ip: str, port: int) -> bool:
         return self.run(f"nc -z -w 3 {ip} {port}").returncode == 0
 
     def remove(self):
-        sh("docker", "rm", "-f", self.name)
+        armstack_verify.local("docker", "rm", "-f", self.name)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +171,7 @@ def test_docker_runs_containers_with_outbound_networking(host):
 
 def test_firewall_rules_survive_a_docker_restart(host, client, vm_ip):
     host.run_expect([0], "systemctl restart docker")
-    assert wait_for(lambda: host.run("curl -sS -m 2 -o /dev/null http://127.0.0.1:8080/").rc == 0)
+    assert armstack_verify.wait_until(lambda: host.run("curl -sS -m 2 -o /dev/null http://127.0.0.1:8080/").rc == 0, None, attempts=30, fail=False)[0]
     assert host.check_output("iptables -S DOCKER-USER").splitlines()[1] == "-A DOCKER-USER -j ARMSTACK-DOCKER"
     # Docker re-creates its FORWARD rules on start (DOCKER-ISOLATION-STAGE-1 may
     # come first; it only drops traffic between bridges): what matters is one
@@ -196,7 +181,7 @@ def test_firewall_rules_survive_a_docker_restart(host, client, vm_ip):
     accepts = [i for i, rule in enumerate(forward) if rule.endswith("-j ACCEPT") or rule.endswith("-j DOCKER")]
     assert len(user_jumps) == 1 and accepts and user_jumps[0] < min(accepts), forward
     assert not client.tcp_open(vm_ip, 8080)
-    assert wait_for(lambda: client.tcp_open(vm_ip, 80))
+    assert armstack_verify.wait_until(lambda: client.tcp_open(vm_ip, 80), None, attempts=30, fail=False)[0]
 
 
 def test_cloud_rules_outside_our_chains_are_kept(host):
@@ -229,7 +214,7 @@ def metadata_service(host, client):
         assert res.returncode == 0, res.stderr
     server = ("mkdir -p /tmp/imds && echo armstack-imds > /tmp/imds/index.html && "
               "exec python3 -m http.server --directory /tmp/imds 80")
-    sh("docker", "exec", "-d", client.name, "sh", "-c", server, check=True)
+    armstack_verify.local("docker", "exec", "-d", client.name, "sh", "-c", server, check=True)
     route = f"169.254.0.0/16 via {client.ip}"
     armstack_verify.sh(host, f"ip route replace {route}")
     try:
@@ -383,7 +368,7 @@ def test_fail2ban_bans_after_failed_logins(host, vm_ip):
             # are then dropped and ssh would wait on them, so each attempt is
             # bounded (ConnectTimeout covers only the connect).
             attacker.run(f"timeout 15 ssh {SSH_OPTS} -o PubkeyAuthentication=no nosuchuser-{uuid.uuid4().hex[:6]}@{vm_ip} true")
-        banned = wait_for(lambda: attacker.ip in host.run("fail2ban-client status sshd").stdout, attempts=30)
+        banned = armstack_verify.wait_until(lambda: attacker.ip in host.run("fail2ban-client status sshd").stdout, None, attempts=30, fail=False)[0]
         assert banned, host.run("fail2ban-client status sshd").stdout
         assert not attacker.tcp_open(vm_ip, 22)
         assert "f2b-table" in host.check_output("nft list tables")
@@ -396,8 +381,7 @@ def test_fail2ban_bans_after_failed_logins(host, vm_ip):
 
 def _playbook(*extra: str) -> subprocess.CompletedProcess:
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    playbook = os.path.join(os.path.dirname(os.path.dirname(__file__)), "converge.yml")
-    return sh("ansible-playbook", "-i", inventory, playbook, *extra, timeout=300)
+    return armstack_verify.playbook(CONVERGE, *extra, inventory=inventory, timeout=300, merge_stderr=False, operator_view=False)
 
 
 def _fingerprint(host) -> str:
@@ -444,7 +428,7 @@ def over_ssh(host, tmp_path):
     role's new-connection check and its rescue run. `block(port)` makes new
     connections to a port fail, as a cloud security list that does not open it
     would (mangle PREROUTING: the role never touches that table)."""
-    ip = json.loads(sh("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", VM, check=True).stdout)["armstack"]["IPAddress"]
+    ip = json.loads(armstack_verify.local("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", VM, check=True).stdout)["armstack"]["IPAddress"]
     (tmp_path / "group_vars").symlink_to(os.path.join(ROOT, "inventories/local/group_vars"))
     inventory = tmp_path / "hosts.yml"
     blocked = []
@@ -476,7 +460,7 @@ def over_ssh(host, tmp_path):
                 host.run(f"iptables -t mangle -D PREROUTING -p tcp --dport {blocked.pop()} -m conntrack --ctstate NEW -j DROP")
 
         def login(self, port):
-            return sh("timeout", "30", "ssh", *SSH_OPTS.split(), "-p", str(port), "-i", f"{EPHEMERAL}/ssh/id_ed25519",
+            return armstack_verify.local("timeout", "30", "ssh", *SSH_OPTS.split(), "-p", str(port), "-i", f"{EPHEMERAL}/ssh/id_ed25519",
                       f"debian@{ip}", "id", "-un", timeout=60)
 
     over = OverSSH()

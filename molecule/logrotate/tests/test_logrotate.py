@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import re
 
-
-def sh(host, cmd):
-    result = host.run(cmd)
-    assert result.rc == 0, f"{cmd!r} exited {result.rc}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+from armstack_verify import output, sh
 
 
 def rotated(host, directory, base):
-    return sorted(sh(host, f"find {directory} -maxdepth 1 -name '{base}.*' -printf '%f\\n'").split())
+    return sorted(output(host, f"find {directory} -maxdepth 1 -name '{base}.*' -printf '%f\\n'").split())
 
 
 def test_rules_are_valid_for_logrotate(host):
@@ -39,7 +35,7 @@ def test_forced_runs_keep_the_configured_number_of_files(host):
     assert kept == ["kept.log.1", "kept.log.2.gz", "kept.log.3.gz", "kept.log.4.gz"], kept
     # The newest rotated file holds the last run's lines; the oldest kept is run 3 (runs 0-2 are gone).
     assert host.file("/var/log/armstack/kept.log.1").content_string == "run 6\n"
-    assert "run 3" in sh(host, "zcat /var/log/armstack/kept.log.4.gz")
+    assert "run 3" in output(host, "zcat /var/log/armstack/kept.log.4.gz")
 
 
 def test_copytruncate_rule_keeps_its_own_count(host):
@@ -52,7 +48,7 @@ def test_copytruncate_rule_keeps_its_own_count(host):
 def test_logrotate_timer_runs_hourly(host):
     assert host.service("logrotate.timer").is_enabled
     assert host.service("logrotate.timer").is_running
-    out = sh(host, "systemctl show logrotate.timer -p TimersCalendar --value")
+    out = output(host, "systemctl show logrotate.timer -p TimersCalendar --value")
     assert "OnCalendar=*-*-* *:00:00" in out, out
 
 
@@ -60,8 +56,8 @@ def test_journald_caps_are_live(host):
     sh(host, "systemctl restart systemd-journald && journalctl --flush")
     assert host.file("/var/log/journal").is_directory
     # journald states its limits when it opens the system journal.
-    out = sh(host, "journalctl --boot --unit systemd-journald --output cat --no-pager | grep 'System Journal' | tail -1")
+    out = output(host, "journalctl --boot --unit systemd-journald --output cat --no-pager | grep 'System Journal' | tail -1")
     assert re.search(r"max 64\.0M", out), out
-    assert sh(host, "systemctl show systemd-journald -p ActiveState --value").strip() == "active"
-    usage = sh(host, "journalctl --disk-usage")
+    assert output(host, "systemctl show systemd-journald -p ActiveState --value") == "active"
+    usage = output(host, "journalctl --disk-usage")
     assert "take up" in usage

@@ -12,7 +12,7 @@ import time
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
-from armstack_verify import ROOT, playbook, recap
+from armstack_verify import ROOT, playbook, recap, wait_until
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
@@ -30,16 +30,6 @@ def get_json(host, url):
     result = host.run("curl -fsS --max-time 5 %s", url)
     assert result.rc == 0, f"GET {url}: {result.stderr}"
     return json.loads(result.stdout)
-
-
-def wait_for(check, deadline=120, interval=3):
-    """Poll check() until it returns a truthy value; return the last value."""
-    end = time.monotonic() + deadline
-    value = check()
-    while not value and time.monotonic() < end:
-        time.sleep(interval)
-        value = check()
-    return value
 
 
 def targets(host):
@@ -188,7 +178,7 @@ def test_prometheus_sees_every_target_up(host):
         jobs = {t["labels"]["job"] for t in current}
         return current if expected <= jobs and all(t["health"] == "up" for t in current) else None
 
-    current = wait_for(all_up)
+    current = wait_until(all_up, 120, interval=3, fail=False)[0]
     assert current, f"not every target is up: {[(t['labels']['job'], t['health'], t.get('lastError')) for t in targets(host)]}"
     # Nothing that was not started is scraped.
     assert not {t["labels"]["job"] for t in current} & {"cadvisor", "grafana", "loki", "alloy", "blackbox"}
@@ -215,7 +205,7 @@ def test_every_backend_replica_is_scraped(host):
         def two_up():
             backend = [t for t in targets(host) if t["labels"]["job"] == "backend" and t["health"] == "up"]
             return backend if len(backend) == 2 else None
-        assert wait_for(two_up, deadline=150), [t for t in targets(host) if t["labels"]["job"] == "backend"]
+        assert wait_until(two_up, 150, interval=3, fail=False)[0], [t for t in targets(host) if t["labels"]["job"] == "backend"]
     finally:
         host.run("docker rm -f standin-backend-2")
 
@@ -233,7 +223,7 @@ def test_textfile_metric_appears(host):
     try:
         def seen():
             return query(host, 'armstack_backup_last_success_timestamp_seconds{job="observability-test"}')
-        result = wait_for(seen)
+        result = wait_until(seen, 120, interval=3, fail=False)[0]
         assert result, "the textfile metric did not reach Prometheus"
         assert int(float(result[0]["value"][1])) == now
     finally:
@@ -243,7 +233,7 @@ def test_textfile_metric_appears(host):
 def test_alert_fires_when_backend_stopped_and_reaches_alertmanager(host):
     host.check_output("docker stop standin-backend-1")
     try:
-        fired = wait_for(lambda: "BackendDown" in alert_names(host), deadline=180)
+        fired = wait_until(lambda: "BackendDown" in alert_names(host), 180, interval=3, fail=False)[0]
         assert fired, f"BackendDown did not reach Alertmanager; active: {sorted(alert_names(host))}"
 
         def delivered():
@@ -252,10 +242,10 @@ def test_alert_fires_when_backend_stopped_and_reaches_alertmanager(host):
                 return None
             return [a for n in json.loads(result.stdout) for a in n.get("alerts", [])
                     if a["labels"].get("alertname") == "BackendDown" and a["status"] == "firing"]
-        assert wait_for(delivered, deadline=60), "Alertmanager did not deliver BackendDown to the webhook receiver"
+        assert wait_until(delivered, 60, interval=3, fail=False)[0], "Alertmanager did not deliver BackendDown to the webhook receiver"
     finally:
         host.check_output("docker start standin-backend-1")
-    assert wait_for(lambda: any(t["labels"]["job"] == "backend" and t["health"] == "up" for t in targets(host)), deadline=150)
+    assert wait_until(lambda: any(t["labels"]["job"] == "backend" and t["health"] == "up" for t in targets(host)), 150, interval=3, fail=False)[0]
 
 
 def test_compose_project_defines_every_service(host):
@@ -403,7 +393,7 @@ def test_a_configuration_change_reloads_prometheus_without_a_restart(host):
 
     def reloaded():
         return "by-sighup" in get_json(host, f"{PROM}/api/v1/status/config")["data"]["yaml"]
-    assert wait_for(reloaded, deadline=60), "Prometheus did not load the new configuration"
+    assert wait_until(reloaded, 60, interval=3, fail=False)[0], "Prometheus did not load the new configuration"
     assert query(host, "prometheus_config_last_reload_successful")[0]["value"][1] == "1"
     assert host.check_output("docker inspect -f '{{.State.StartedAt}}' observability-prometheus-1") == started
     # A reload must not cost the restart policy: after the engine restarts (as
@@ -412,6 +402,6 @@ def test_a_configuration_change_reloads_prometheus_without_a_restart(host):
 
     def running_again():
         return host.run("docker inspect -f '{{.State.Running}}' observability-prometheus-1").stdout.strip() == "true"
-    assert wait_for(running_again, deadline=90, interval=2), (
+    assert wait_until(running_again, 90, interval=2, fail=False)[0], (
         "Prometheus stayed down after the engine restarted: "
         + host.run("docker ps -a --format '{{.Names}} {{.Status}}'").stdout)

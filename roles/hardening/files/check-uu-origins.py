@@ -14,9 +14,12 @@ import sys
 
 import apt_pkg
 
+# unattended-upgrades' own program, whose matching code this check uses.
+UU_SCRIPT = "/usr/bin/unattended-upgrade"
+
 
 def main(patterns):
-    loader = importlib.machinery.SourceFileLoader("unattended_upgrade", "/usr/bin/unattended-upgrade")
+    loader = importlib.machinery.SourceFileLoader("unattended_upgrade", UU_SCRIPT)
     spec = importlib.util.spec_from_loader("unattended_upgrade", loader)
     uu = importlib.util.module_from_spec(spec)
     loader.exec_module(uu)
