@@ -76,3 +76,24 @@ def test_site_playbook_runs_every_role():
     site = (ROOT / "playbooks/site.yml").read_text(encoding="utf-8")
     missing = [r.name for r in ROLES if f"armstack.deploy.{r.name}" not in site]
     assert not missing, f"playbooks/site.yml does not run: {missing}"
+
+
+# journald has one owner: the logrotate role writes its drop-in (size, retention,
+# storage). A second role writing one would make the journal's settings depend
+# on the order of two files and restart journald twice.
+JOURNALD_OWNER = "logrotate"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_only_the_owner_writes_a_journald_drop_in(role: pathlib.Path):
+    if role.name == JOURNALD_OWNER:
+        assert "journald.conf.d" in (role / "tasks/journald.yml").read_text(encoding="utf-8")
+        return
+    offenders = []
+    for path in sorted(p for sub in ("tasks", "handlers", "templates", "files", "vars", "defaults") for p in (role / sub).rglob("*")
+                       if p.is_file()):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if "journald.conf" in text or "systemd-journald" in text:
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, (f"{role.name} configures journald ({offenders}); the {JOURNALD_OWNER} role owns it: "
+                           f"give it an option instead")

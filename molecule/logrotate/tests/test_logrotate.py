@@ -3,8 +3,10 @@ configured number of files; journald runs with the configured caps."""
 
 from __future__ import annotations
 
+import os
 import re
 
+import armstack_verify
 from armstack_verify import output, sh
 
 
@@ -61,3 +63,25 @@ def test_journald_caps_are_live(host):
     assert output(host, "systemctl show systemd-journald -p ActiveState --value") == "active"
     usage = output(host, "journalctl --disk-usage")
     assert "take up" in usage
+
+
+def test_journald_drop_in_is_the_only_one(host):
+    """One owner: this role's drop-in sets size, retention and persistent storage."""
+    content = host.file("/etc/systemd/journald.conf.d/60-armstack-logrotate.conf").content_string
+    assert "SystemMaxUse=64M" in content
+    assert "Storage=persistent" in content
+    assert "MaxRetentionSec=4day" in content
+    assert output(host, "ls /etc/systemd/journald.conf.d/").split() == ["60-armstack-logrotate.conf"]
+
+
+CONVERGE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "converge.yml")
+
+
+def test_bad_journald_value_fails_before_any_change(host):
+    """A newline in a journald value would add a setting of its own (Storage=volatile)."""
+    before = host.file("/etc/systemd/journald.conf.d/60-armstack-logrotate.conf").content_string
+    res = armstack_verify.playbook(CONVERGE, extra_vars={"logrotate_journald_system_max_use": "200M\nStorage=volatile"})
+    assert res.returncode != 0
+    assert "logrotate_journald_system_max_use must be a size such as 200M" in res.stdout, res.stdout[-2000:]
+    assert "changed=0" in res.stdout
+    assert host.file("/etc/systemd/journald.conf.d/60-armstack-logrotate.conf").content_string == before
