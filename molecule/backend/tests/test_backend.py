@@ -474,6 +474,23 @@ def test_rollback_returns_to_the_previous_release(host):
     assert get(host, "/uploads/before-restart.txt") == "first-upload"
 
 
+def test_a_run_without_the_secrets_play_fails_before_any_change(host):
+    """`site.yml --tags backend --skip-tags secrets`: the backend's inputs from the
+    secrets role (secrets_paths, secrets_restart_services) are missing. They once
+    fell back to empty, and the backend was deployed without its secret files."""
+    watched = " ".join(PROJECT_DIR + f for f in ("/compose.yaml", "/caddy/Caddyfile", "/release.json"))
+    listing = "docker ps -a --format '{{.Names}} {{.ID}}' | sort"
+    before = (host.check_output("sha256sum " + watched), host.check_output(listing))
+    out = run_playbook(os.path.join(ROOT, "playbooks", "site.yml"), "--tags", "backend", "--skip-tags", "secrets").stdout
+    after = (host.check_output("sha256sum " + watched), host.check_output(listing))
+    totals = recap(out)
+    assert totals.get("failed") == 1 and totals.get("changed") == 0, out[-3000:]
+    assert ("is not set: run playbooks/site.yml with its secrets play (tags secrets) before or with --tags backend"
+            in " ".join(out.split())), out[-3000:]
+    assert after == before, "the host changed although the secrets play's facts were missing"
+    assert_no_leak("run without the secrets play", out, vault_values())
+
+
 def test_a_memory_budget_the_vm_cannot_hold_fails_before_any_change(host):
     containers = backend_containers(host)
     caddy = host.check_output("docker inspect -f '{{.Id}}' armstack-caddy-1")
