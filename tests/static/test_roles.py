@@ -76,3 +76,21 @@ def test_site_playbook_runs_every_role():
     site = (ROOT / "playbooks/site.yml").read_text(encoding="utf-8")
     missing = [r.name for r in ROLES if f"armstack.deploy.{r.name}" not in site]
     assert not missing, f"playbooks/site.yml does not run: {missing}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_argument_specs_declare_the_defaults(role: pathlib.Path):
+    """`ansible-doc -t role` shows each default: the spec declares it, equal to defaults/main.yml.
+
+    ansible-core does not apply a role spec's defaults; defaults/main.yml stays the
+    source of values, so the two must agree (after YAML load; a templated default is
+    the same string). An option that is not required has a default.
+    """
+    options = _load(role / "meta/argument_specs.yml")["argument_specs"]["main"].get("options") or {}
+    defaults = _load(role / "defaults/main.yml") or {}
+    missing = sorted(k for k in defaults if k in options and "default" not in options[k])
+    assert not missing, f"{role.name}: options without a default in argument_specs: {missing}"
+    differ = sorted(k for k in defaults if k in options and options[k]["default"] != defaults[k])
+    assert not differ, f"{role.name}: argument_specs defaults differ from defaults/main.yml: {differ}"
+    undefaulted = sorted(k for k, spec in options.items() if not spec.get("required") and "default" not in spec)
+    assert not undefaulted, f"{role.name}: options neither required nor defaulted: {undefaulted}"
