@@ -97,3 +97,21 @@ def test_only_the_owner_writes_a_journald_drop_in(role: pathlib.Path):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, (f"{role.name} configures journald ({offenders}); the {JOURNALD_OWNER} role owns it: "
                            f"give it an option instead")
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_argument_specs_declare_the_defaults(role: pathlib.Path):
+    """`ansible-doc -t role` shows each default: the spec declares it, equal to defaults/main.yml.
+
+    ansible-core does not apply a role spec's defaults; defaults/main.yml stays the
+    source of values, so the two must agree (after YAML load; a templated default is
+    the same string). An option that is not required has a default.
+    """
+    options = _load(role / "meta/argument_specs.yml")["argument_specs"]["main"].get("options") or {}
+    defaults = _load(role / "defaults/main.yml") or {}
+    missing = sorted(k for k in defaults if k in options and "default" not in options[k])
+    assert not missing, f"{role.name}: options without a default in argument_specs: {missing}"
+    differ = sorted(k for k in defaults if k in options and options[k]["default"] != defaults[k])
+    assert not differ, f"{role.name}: argument_specs defaults differ from defaults/main.yml: {differ}"
+    undefaulted = sorted(k for k, spec in options.items() if not spec.get("required") and "default" not in spec)
+    assert not undefaulted, f"{role.name}: options neither required nor defaulted: {undefaulted}"

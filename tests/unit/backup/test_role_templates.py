@@ -117,7 +117,6 @@ CASES = {
     "drill directory /": ({"backup_drill_dir": "/"}, "backup_drill_dir"),
     "relative metrics directory": ({"backup_metrics_dir": "textfile"}, "backup_metrics_dir"),
     "calendar with a newline": ({"backup_schedule": "daily\nExecStartPre=/bin/sh"}, "backup_schedule must be one line"),
-    "unknown keep rule": ({"backup_keep_extra": {"forever": 1}}, "backup_keep_extra"),
     "keep within not a duration": ({"backup_keep_extra": {"within": "2 days"}}, "backup_keep_extra.within"),
     "no repository": ({"backup_repositories": []}, "backup_repositories is empty"),
     "no job": ({"backup_jobs": []}, "backup_jobs is empty"),
@@ -129,6 +128,20 @@ def test_each_bad_field_is_named(case):
     overrides, expected = CASES[case]
     found = problems(**overrides)
     assert any(expected in line for line in found), found
+
+
+def test_an_unknown_keep_rule_is_refused_by_the_argument_spec():
+    # The spec's options of backup_keep_extra (not tasks/assert.yml) refuse a key
+    # restic has no --keep-<key> for, before any task of the role runs.
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    with open(os.path.join(ROOT, "roles/backup/meta/argument_specs.yml"), encoding="utf-8") as handle:
+        spec = yaml.safe_load(handle)
+    options = spec["argument_specs"]["main"]["options"]
+    result = ArgumentSpecValidator({"backup_keep_extra": options["backup_keep_extra"]}).validate(
+        {"backup_keep_extra": {"forever": 1}})
+    text = " ".join(str(e) for e in result.errors)
+    assert "backup_keep_extra" in text and "forever" in text, text
 
 
 def test_systemd_analyze_results_are_reported_by_name():
