@@ -133,19 +133,8 @@ options:
       - How many characters of each response body to return in RV(results[].body) and to quote in messages.
     type: int
     default: 1024
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details:
-      - The module only reads and runs the same checks in check mode.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - armstack.deploy.attributes
 notes:
   - Without O(json_assertions), JMESPath is not needed; PyYAML and other libraries are never needed.
   - O(timeout) bounds each network operation, not the whole request; a server that trickles a body can take longer.

@@ -165,19 +165,8 @@ options:
         on real hosts.
     type: path
     default: /proc/self/cgroup
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details:
-      - The module only reads and returns the same result in check mode.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - armstack.deploy.attributes
 notes:
   - Linux only; it reads C(/proc) and C(/sys/fs/cgroup).
   - Ansible reserves the result key C(warnings); the warnings of this module are returned as RV(stack_warnings) and are

@@ -60,6 +60,7 @@ attributes:
     support: none
   platform:
     description: Runs on the host that has the Compose project.
+    support: full
     platforms: posix
 requirements:
   - Docker with the Compose v2 plugin (C(docker compose)) on the host.
@@ -69,7 +70,7 @@ notes:
 seealso:
   - module: community.docker.docker_compose_v2_run
 author:
-  - armstack.deploy contributors
+  - armstack.deploy contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

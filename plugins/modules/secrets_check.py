@@ -72,11 +72,12 @@ attributes:
     support: none
   platform:
     description: Runs on the controller.
+    support: full
     platforms: all
 notes:
   - Set C(no_log=true) on the task, since its arguments carry the inline values.
 author:
-  - armstack.deploy contributors
+  - armstack.deploy contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
