@@ -207,10 +207,10 @@ def test_prune_keeps_tagged_and_labelled_but_removes_the_rest(host, image):
 def test_daemon_json_checker_refuses_what_dockerd_would(host, config, expected):
     path = "/tmp/armstack-daemon-check.json"
     sh(host, f"printf '%s' '{config}' > {path}")
-    result = host.run(f"/usr/local/libexec/armstack/docker-daemon-json-check {path}")
+    result = host.run(f"/usr/bin/python3 -I /usr/local/libexec/armstack/docker-daemon-json-check {path}")
     assert result.rc == 1
     assert expected in result.stdout
-    assert host.run("/usr/local/libexec/armstack/docker-daemon-json-check /etc/docker/daemon.json").rc == 0
+    assert host.run("/usr/bin/python3 -I /usr/local/libexec/armstack/docker-daemon-json-check /etc/docker/daemon.json").rc == 0
 
 
 def test_docker_repository_path_in_check_mode(host):

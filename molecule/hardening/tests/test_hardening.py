@@ -313,14 +313,14 @@ def test_kernel_wide_sysctls_are_written(host, skipped_here):
 # --- Services ------------------------------------------------------------------
 
 def test_unattended_upgrades_security_origin_matches(host):
-    out = host.check_output("/usr/local/libexec/armstack/check-uu-origins "
+    out = host.check_output("/usr/bin/python3 -I /usr/local/libexec/armstack/check-uu-origins "
                             "'origin=Debian,codename=${distro_codename}-security,label=Debian-Security'")
     assert "l=Debian-Security" in out
     dry = host.run("unattended-upgrade --dry-run --debug 2>&1 | grep 'Allowed origins are'").stdout
     assert "origin=Debian,codename=bookworm-security,label=Debian-Security" in dry
     assert "label=Debian'" not in dry and 'label=Debian"' not in dry  # security only (#clear worked)
     # A wrong origins line is caught, not silently accepted.
-    bad = host.run("/usr/local/libexec/armstack/check-uu-origins 'origin=Debian,codename=${distro_codename},label=Debian-Security'")
+    bad = host.run("/usr/bin/python3 -I /usr/local/libexec/armstack/check-uu-origins 'origin=Debian,codename=${distro_codename},label=Debian-Security'")
     assert bad.rc == 1 and "matches no configured apt source" in bad.stdout
 
 
@@ -351,7 +351,7 @@ def test_login_defaults_and_modules(host):
 def test_auditd_rules(host, skipped_here):
     rules = host.file("/etc/audit/rules.d/50-armstack.rules")
     assert rules.exists
-    host.run_expect([0], "/usr/local/libexec/armstack/check-audit-rules /etc/audit/rules.d/50-armstack.rules")
+    host.run_expect([0], "/usr/bin/python3 -I /usr/local/libexec/armstack/check-audit-rules /etc/audit/rules.d/50-armstack.rules")
     merged = host.file("/etc/audit/audit.rules").content_string
     for key in ("-k identity", "-k sudoers", "-k sshd", "-k docker", "-k time-change", "-k modules"):
         assert key in merged, key

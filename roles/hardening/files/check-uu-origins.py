@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Managed by armstack.deploy.hardening.
 """check-uu-origins PATTERN...: does each unattended-upgrades Origins-Pattern
 match at least one origin of the configured apt sources?

@@ -33,6 +33,21 @@ if FILES not in sys.path:
 
 from armstack_backup import cli  # noqa: E402
 
+
+def _install_stub(source, command):
+    """Make `command` an executable that runs the stub `source` with this interpreter.
+
+    The stubs are plain modules (no shebang, not executable): the command names
+    the Python that runs the tests, whichever venv that is, and -S keeps each of
+    the many stub runs fast.
+    """
+    with open(command, "w", encoding="utf-8") as handle:
+        # exec, not runpy.run_path: argv[0] stays the command's name, which the stubs log.
+        handle.write("#!%s -S\n__file__ = %r\nwith open(__file__, encoding='utf-8') as f:\n"
+                     "    exec(compile(f.read(), __file__, 'exec'))\n" % (sys.executable, source))
+    os.chmod(command, 0o755)
+
+
 PASSWORD = "stub-repository-password-0123456789"
 OFFSITE_PASSWORD = "stub-offsite-password-9876543210"
 S3_KEY_ID = "STUBKEYID0123456789AB"
@@ -62,14 +77,17 @@ class Bed:
         for d in ("bin", "etc/repositories", "state", "metrics", "log", "drill", "cache", "repos",
                   "src/appdata/docs", "volumes/appvol/_data", "sq", "pg", "my"):
             os.makedirs(p(d), exist_ok=True)
+        os.makedirs(p("engines"))
         for name in ("restic", "docker"):
-            os.symlink(os.path.join(HERE, "stubs", name), p("bin", name))
+            _install_stub(os.path.join(HERE, "stubs", name + ".py"), p("bin", name))
+        for name in ("mysql", "mysqldump", "pg_dump", "pg_restore", "sqlite3", "systemctl"):
+            _install_stub(os.path.join(HERE, "stubs", "engines", name + ".py"), p("engines", name))
         self.log_path = p("stub.log")
         self.state_path = p("docker.json")
         self.docker = {"containers": {n: {"running": True} for n in ("app", "sq", "pg", "my", "worker")},
                        "volumes": {"appvol": p("volumes/appvol/_data")}, "users": {"appvol": ["app"]}}
         self.save_docker()
-        engines = os.path.join(HERE, "stubs", "engines")
+        engines = p("engines")
         monkeypatch.setenv("PATH", os.pathsep.join([p("bin"), engines, os.environ["PATH"]]))
         monkeypatch.setenv("STUB_EXEC_PATH", engines)
         monkeypatch.setenv("STUB_LOG", self.log_path)
@@ -243,4 +261,3 @@ def no_secret():
         found = [s[:6] + "..." for s in SECRETS if s in text]
         assert not found, f"secret value(s) printed: {found}\n{text}"
     return check
-

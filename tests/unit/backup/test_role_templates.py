@@ -15,7 +15,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 from armstack_backup.restic import Restic, parse_env
 
-from conftest import ROOT
+from ansible_collections.armstack.deploy.tests.unit.backup.conftest import ROOT
 
 ROLE = os.path.join(ROOT, "roles", "backup")
 SECRET = "s3cret-value-that-must-not-print-0123"
@@ -185,3 +185,15 @@ def test_the_runner_configuration_holds_no_secret():
     config = json.loads(text)
     assert [r["name"] for r in config["repositories"]] == ["local", "offsite"]
     assert config["probe"] == {"connect_timeout": 5, "timeout": 60}
+
+
+def test_the_runner_entry_point_starts_with_its_shebang():
+    """The template's first line is a Jinja comment (a template is not a script); the
+    rendered program's first line is the interpreter in isolated mode."""
+    with open(os.path.join(ROLE, "templates", "armstack-backup.j2"), encoding="utf-8") as handle:
+        source = handle.read()
+    assert not source.startswith("#!")
+    lines = render(source).splitlines()
+    assert lines[0] == "#!/usr/bin/python3 -I"
+    assert lines[1] == "# Ansible managed"
+    compile("\n".join(lines), "armstack-backup", "exec")

@@ -223,9 +223,8 @@ def test_the_roles_rules_pass_on_each_architecture(tmp_path, ausyscall, architec
 
 def test_a_site_rule_with_a_mistake_fails_the_roles_validate(tmp_path, ausyscall):
     rules = tmp_path / "50-armstack.rules"
-    rules.write_text(render_role_rules("x86_64", hardening_auditd_extra_rules=["-w /etc/hosts -p wa -k hosts",
-                                                                              "-a always,exit -S open"]),
-                     encoding="utf-8")
+    extra = ["-w /etc/hosts -p wa -k hosts", "-a always,exit -S open"]
+    rules.write_text(render_role_rules("x86_64", hardening_auditd_extra_rules=extra), encoding="utf-8")
     proc = run(rules, machine="x86_64")
     assert proc.returncode == 1
     assert "-S before -F arch=" in proc.stdout

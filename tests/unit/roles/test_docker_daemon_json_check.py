@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, armstack.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""roles/docker/files/docker-daemon-json-check: the check that runs as the
+"""roles/docker/files/docker-daemon-json-check.py: the check that runs as the
 `validate:` of /etc/docker/daemon.json, before the file replaces the old one.
 
 The pure check is loaded from the script (its name is not importable); the
@@ -19,7 +19,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-SCRIPT = os.path.join(ROOT, "roles", "docker", "files", "docker-daemon-json-check")
+SCRIPT = os.path.join(ROOT, "roles", "docker", "files", "docker-daemon-json-check.py")
 
 
 def _load():

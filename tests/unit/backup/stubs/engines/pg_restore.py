@@ -1,4 +1,3 @@
-#!/usr/bin/python3 -S
 """A fake pg_restore: --file=/dev/null reads and checks the archive; --dbname loads it in one
 transaction into $STUB_PG_DB (STUB_PG_RESTORE_FAIL: fails, nothing written, as a rollback)."""
 import os

@@ -1,4 +1,3 @@
-#!/usr/bin/python3 -S
 # Copyright: (c) 2026, armstack.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A stand-in for the docker CLI in the runner's unit tests.

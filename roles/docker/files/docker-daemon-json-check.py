@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: armstack.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Check a candidate /etc/docker/daemon.json before it replaces the old one.

@@ -1,4 +1,3 @@
-#!/usr/bin/python3 -S
 """A fake sqlite3 command line (Python's sqlite3): FILE .dump | FILE "SQL" | [-bail] FILE < SQL.
 As the real one, a script whose transaction never commits is rolled back at the end of input."""
 import os

@@ -1,4 +1,3 @@
-#!/usr/bin/python3 -S
 # Copyright: (c) 2026, armstack.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A stand-in for restic in the runner's unit tests: a repository is a directory.
@@ -196,7 +195,7 @@ def main():
              "total_bytes_processed": size, "data_added": size})
         return 0
     if sub == "restore":
-        ref, _, inner = pos[0].partition(":")
+        ref, dummy, inner = pos[0].partition(":")
         snap = find(repo, ref)
         source = os.path.join(repo, "data", snap["id"], inner.lstrip("/"))
         target = opts["--target"][0]

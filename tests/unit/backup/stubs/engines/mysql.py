@@ -1,4 +1,3 @@
-#!/usr/bin/python3 -S
 """A fake mysql client loading a dump into $STUB_MYSQL_DB. With the file $STUB_MYSQL_FAIL_ONCE
 present it writes half of the dump and fails (removing the file): a load that breaks midway."""
 import os

@@ -1,4 +1,3 @@
-#!/usr/bin/python3 -S
 """A fake mysqldump: checks the password in the option file on fd 3; dumps $STUB_MYSQL_DB."""
 import os
 import sys

@@ -1,4 +1,3 @@
-#!/usr/bin/python3 -S
 """A fake `systemctl show UNIT`: the properties come from $STUB_SYSTEMCTL_SHOW."""
 import os
 import sys

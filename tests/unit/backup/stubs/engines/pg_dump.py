@@ -1,4 +1,3 @@
-#!/usr/bin/python3 -S
 """A fake pg_dump: the "database" is the file $STUB_PG_DB; the archive is PGDMP + it + an end marker."""
 import os
 import sys
