@@ -120,8 +120,6 @@ log_file:
 """
 
 import os
-import signal
-import subprocess
 import time
 import uuid
 
@@ -143,24 +141,24 @@ def _write_log(path, data):
 def run_once(module, params):
     """Run the service once; returns (rc, timed_out, output bytes, seconds)."""
     name = "armstack-release-%s" % uuid.uuid4().hex[:12]
-    argv = [module.get_bin_path("docker", required=True), "compose", "--project-directory", params["project_src"],
+    docker = module.get_bin_path("docker", required=True)
+    # timeout(1) runs the command in its own process group and signals the whole
+    # group at the deadline (KILL 10 s after TERM), so a timeout stops everything
+    # the compose client started; sh merges stderr into stdout, in order, and
+    # gives the command no stdin.
+    argv = ["/bin/sh", "-c", 'exec "$@" 2>&1 </dev/null', "sh",
+            module.get_bin_path("timeout", required=True), "--kill-after=10", str(params["timeout"]),
+            docker, "compose", "--project-directory", params["project_src"],
             "run", "--rm", "--no-deps", "-T", "--name", name, params["service"]]
     started = time.monotonic()
-    # Its own process group, so that a timeout stops everything it started.
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=params["timeout"])
-        return proc.returncode, False, output, time.monotonic() - started
-    except subprocess.TimeoutExpired:
+    rc, output, dummy = module.run_command(argv, encoding=None)
+    seconds = time.monotonic() - started
+    # 124: stopped by TERM, 137: by KILL; a command that exits 124 itself is not timed out.
+    if rc in (124, 137) and seconds >= params["timeout"]:
         # Stop the container itself, not only the compose client.
-        subprocess.run([argv[0], "rm", "--force", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        output, _ = proc.communicate()
-        return -1, True, output, time.monotonic() - started
+        module.run_command([docker, "rm", "--force", name])
+        return -1, True, output, seconds
+    return rc, False, output, seconds
 
 
 def main():
