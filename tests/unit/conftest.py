@@ -19,7 +19,12 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS_PATH = os.path.join(REPO_ROOT, '.cache', 'collections')
+# ansible-test units runs on a tree that already is ansible_collections/armstack/deploy.
+IN_COLLECTION_TREE = REPO_ROOT.split(os.sep)[-3:] == ['ansible_collections', 'armstack', 'deploy']
+if IN_COLLECTION_TREE:
+    COLLECTIONS_PATH = os.path.dirname(os.path.dirname(os.path.dirname(REPO_ROOT)))
+else:
+    COLLECTIONS_PATH = os.path.join(REPO_ROOT, '.cache', 'collections')
 FIXTURES = os.path.join(REPO_ROOT, 'tests', 'unit', 'fixtures')
 
 
@@ -35,7 +40,8 @@ def _ensure_collection_link():
         pass
 
 
-_ensure_collection_link()
+if not IN_COLLECTION_TREE:
+    _ensure_collection_link()
 if COLLECTIONS_PATH not in sys.path:
     sys.path.insert(0, COLLECTIONS_PATH)
 
@@ -113,3 +119,28 @@ def run_module(monkeypatch):
 @pytest.fixture
 def fixtures_dir():
     return FIXTURES
+
+
+# A Compose override file with Compose's own YAML tag `!override`. It lives here,
+# not in fixtures/, because it is not plain YAML: yamllint (ansible-test sanity)
+# cannot construct the tag, while Compose and memory_headroom read it.
+COMPOSE_OVERRIDE = """\
+---
+services:
+  redis:
+    mem_limit: ${REDIS_MEM:-48m}
+  caddy:
+    ports: !override
+      - "443:443"
+  worker:
+    deploy:
+      replicas: 2
+"""
+
+
+@pytest.fixture
+def compose_override(tmp_path):
+    """The path of a compose.override.yaml (see COMPOSE_OVERRIDE)."""
+    path = tmp_path / 'compose.override.yaml'
+    path.write_text(COMPOSE_OVERRIDE, encoding='utf-8')
+    return str(path)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import MYSQL_PASSWORD, S3_SECRET
+from ansible_collections.armstack.deploy.tests.unit.backup.conftest import MYSQL_PASSWORD, S3_SECRET
 
 
 def test_a_directory_backup_stores_a_snapshot_and_a_manifest(bed):
@@ -176,7 +176,7 @@ def test_a_run_stopped_by_sigterm_starts_quiesced_containers_again(bed, monkeypa
     import subprocess
     import time
 
-    from conftest import FILES
+    from ansible_collections.armstack.deploy.tests.unit.backup.conftest import FILES
     bed.init()
     monkeypatch.setenv("STUB_RESTIC_SLEEP", "30")
     monkeypatch.setenv("PYTHONPATH", FILES)

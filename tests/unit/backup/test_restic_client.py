@@ -12,7 +12,7 @@ import time
 from armstack_backup import util
 from armstack_backup.restic import Restic, parse_env, s3_endpoint
 
-from conftest import OFFSITE_PASSWORD, PASSWORD, S3_KEY_ID, S3_SECRET
+from ansible_collections.armstack.deploy.tests.unit.backup.conftest import OFFSITE_PASSWORD, PASSWORD, S3_KEY_ID, S3_SECRET
 
 
 def test_exit_codes_are_named_as_restic_documents_them():

@@ -11,7 +11,7 @@ import os
 import pytest
 from armstack_backup import restore as restore_module
 
-from conftest import leftovers, sqlite_rows, tree
+from ansible_collections.armstack.deploy.tests.unit.backup.conftest import leftovers, sqlite_rows, tree
 
 
 def backed_up(bed, job):

@@ -28,7 +28,7 @@ def test_metrics_are_written_atomically_and_a_failure_keeps_the_last_success(tmp
 
 
 @pytest.mark.parametrize(("show", "code"), [("ExecMainCode=2;ExecMainStatus=9", 137),
-                                             ("ExecMainCode=1;ExecMainStatus=1", 1)])
+                                            ("ExecMainCode=1;ExecMainStatus=1", 1)])
 def test_failure_recorder_after_a_killed_run(bed, monkeypatch, show, code):
     """The runner was killed (SIGKILL: ExecMainCode=2, status 9) while the app was stopped by a
     quiesce: record-failure starts it again and writes 137 for every job that did not record

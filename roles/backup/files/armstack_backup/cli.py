@@ -125,7 +125,7 @@ def record_failure(ctx, unit):
 
 
 def parser():
-    top = argparse.ArgumentParser(prog="armstack-backup", description=__doc__.split("\n\n")[0],
+    top = argparse.ArgumentParser(prog="armstack-backup", description=__doc__.split("\n\n", maxsplit=1)[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("init").add_argument("repositories", nargs="*")

@@ -123,9 +123,9 @@ def test_read_cgroup_limit_no_cgroup(tmp_path):
     assert result == {'limit': None, 'version': None, 'path': None}
 
 
-def test_compose_files_merge():
+def test_compose_files_merge(compose_override):
     warnings = []
-    documents = [(p, load_compose_yaml(fixture('compose', p))) for p in ('compose.yaml', 'compose.override.yaml')]
+    documents = [(p, load_compose_yaml(p)) for p in (fixture('compose', 'compose.yaml'), compose_override)]
     entries = services_from_compose(merge_compose(documents), 'compose', warnings)
     by_name = dict((e['name'], e) for e in entries)
     assert by_name['caddy'] == {'name': 'caddy', 'limit': 64 * MIB, 'reservation': None, 'replicas': 1}

@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ansible.module_utils import basic
+
 from ansible_collections.armstack.deploy.plugins.modules import health_check
 
 FAST = dict(interval=0.05, timeout=2)
@@ -78,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_HEAD = _handle
 
-    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+    def log_message(self, format, *args):  # noqa: A002  pylint: disable=redefined-builtin
         pass
 
 
@@ -481,17 +483,21 @@ def test_body_max_truncates(run_module, http_server):
 
 def test_headers_are_no_log(http_server, tmp_path):
     """Run the module for real (as a subprocess) and check the header values are masked in its output."""
-    conftest_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    collections = os.path.join(os.path.dirname(os.path.dirname(conftest_dir)), '.cache', 'collections')
+    # The directory that holds ansible_collections/armstack/deploy, whichever it is
+    # (the checkout's .cache/collections link, or ansible-test's tree).
+    collections = os.path.abspath(os.path.join(os.path.dirname(health_check.__file__), *[os.pardir] * 5))
     args = tmp_path / 'args.json'
     args.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': {
         'url': http_server.url(), 'headers': {'Authorization': 'Bearer topsecret'}, 'interval': 0.05}}))
-    env = dict(os.environ, PYTHONPATH=collections)
+    # ... and the ansible-core this test runs with (ansible-test puts its own on the path).
+    ansible_lib = os.path.dirname(os.path.dirname(os.path.abspath(basic.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([collections, os.path.dirname(ansible_lib)]))
     proc = subprocess.run(
         [sys.executable, '-m', 'ansible_collections.armstack.deploy.plugins.modules.health_check', str(args)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, check=False, timeout=60,
     )
     output = proc.stdout.decode()
+    assert output, proc.stderr.decode()
     result = json.loads(output)
     assert result['status'] == 'healthy', output
     assert 'topsecret' not in output

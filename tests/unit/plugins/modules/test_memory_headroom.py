@@ -234,10 +234,10 @@ def test_headroom_percent_can_dominate(run_module):
     assert result['required_headroom_mb'] == 1189
 
 
-def test_compose_files_and_overrides(run_module):
+def test_compose_files_and_overrides(run_module, compose_override):
     result = run_module(memory_headroom, dict(
         host('a1_24g'),
-        compose_files=[fixture('compose', 'compose.yaml'), fixture('compose', 'compose.override.yaml')],
+        compose_files=[fixture('compose', 'compose.yaml'), compose_override],
         services=[dict(name='postgres', memory_limit='512m')],
         backend_service='backend', cpu_count=1,
     ))

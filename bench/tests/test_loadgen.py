@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
 
 import jobgen  # noqa: E402 pylint: disable=wrong-import-position
@@ -59,9 +59,9 @@ def test_every_request_is_counted_once(server):
     assert (stats["sent"], stats["ok"], stats["non_2xx"], stats["conn_errors"], stats["failed"]) == (40, 40, 0, 0, 0)
     assert stats["statuses"] == {"200": 40} and stats["versions"] == {"1.1.0": 40}
     assert stats["phase"] == "unit" and stats["failures"] == []
-    assert len(Handler.requests) == 40 and {p for p, _ in Handler.requests} == {"/work?ms=1"}
+    assert len(Handler.requests) == 40 and {path for path, dummy in Handler.requests} == {"/work?ms=1"}
     # Half the threads keep their connection, half close it after each request.
-    assert {c for _, c in Handler.requests} == {"keep-alive", "close"}
+    assert {connection for dummy, connection in Handler.requests} == {"keep-alive", "close"}
     assert 0 < stats["p50_ms"] <= stats["p99_ms"] <= stats["max_ms"]
 
 
