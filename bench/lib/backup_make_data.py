@@ -7,6 +7,8 @@ import sys
 root, size = sys.argv[1], int(sys.argv[2]) << 20
 rng = random.Random(42)
 EVENTS = ["login", "upload", "order", "refund", "view"]
+
+
 def text(n):
     # JSON-like lines, unique per file (compress about 2-3x, do not deduplicate).
     out, length = [], 0
@@ -16,10 +18,14 @@ def text(n):
         out.append(line)
         length += len(line)
     return "".join(out).encode()[:n]
+
+
 def write(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
+
+
 done = 0
 i = 0
 while done < size * 0.5:

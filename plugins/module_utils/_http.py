@@ -81,7 +81,7 @@ def split_url(url):
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise URLError('%s is not a valid URL: %s' % (url, exc))
+        raise URLError('%s is not a valid URL: %s' % (url, exc)) from exc
     scheme = parts.scheme.lower()
     if scheme not in ('http', 'https'):
         raise URLError('%s: expected an http:// or https:// URL, got the scheme %r' % (url, parts.scheme))
@@ -107,7 +107,7 @@ def make_ssl_context(validate_certs=True, ca_path=None):
         try:
             context.load_verify_locations(cafile=ca_path)
         except (IOError, OSError, ssl.SSLError) as exc:
-            raise URLError('cannot load the CA certificates of ca_path %s: %s; expected a PEM file' % (ca_path, exc))
+            raise URLError('cannot load the CA certificates of ca_path %s: %s; expected a PEM file' % (ca_path, exc)) from exc
     return context
 
 
@@ -202,7 +202,7 @@ def request(url, method='GET', headers=None, body=None, timeout=5.0, validate_ce
             'latency': latency,
         }
     except Exception as exc:  # pylint: disable=broad-except
-        raise HTTPRequestError(describe_error(exc, host, port, timeout, unix_socket))
+        raise HTTPRequestError(describe_error(exc, host, port, timeout, unix_socket)) from exc
     finally:
         conn.close()
 

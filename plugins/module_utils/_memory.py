@@ -107,7 +107,7 @@ def read_meminfo(path):
     except (IOError, OSError) as exc:
         raise MemoryConfigError(
             'cannot read %s (%s); expected the Linux /proc/meminfo of the target. '
-            'Run the module on a Linux host, or point meminfo_path at a readable file' % (path, exc))
+            'Run the module on a Linux host, or point meminfo_path at a readable file' % (path, exc)) from exc
     result = {}
     for line in content.splitlines():
         if ':' not in line:
@@ -244,7 +244,7 @@ def load_compose_yaml(path):
         raise MemoryConfigError(
             'reading compose_files needs the Python library PyYAML on the target: install '
             'python3-yaml (apt-get install python3-yaml) or pass the stack as compose_config '
-            '(the output of docker compose config --format json) instead')
+            '(the output of docker compose config --format json) instead') from None
 
     class _ComposeLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
         pass
@@ -265,9 +265,9 @@ def load_compose_yaml(path):
     except (IOError, OSError) as exc:
         raise MemoryConfigError(
             'cannot read the compose file %s (%s); expected a readable file on the target. '
-            'Copy the file first or fix the path in compose_files' % (path, exc))
+            'Copy the file first or fix the path in compose_files' % (path, exc)) from exc
     except yaml.YAMLError as exc:
-        raise MemoryConfigError('the compose file %s is not valid YAML: %s' % (path, exc))
+        raise MemoryConfigError('the compose file %s is not valid YAML: %s' % (path, exc)) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -362,7 +362,7 @@ def services_from_compose(services, source, warnings):
             replicas = int(replicas)
         except (TypeError, ValueError):
             raise MemoryConfigError(
-                '%s: expected an integer for deploy.replicas or scale, got %r' % (prefix, replicas))
+                '%s: expected an integer for deploy.replicas or scale, got %r' % (prefix, replicas)) from None
         entries.append({
             'name': name,
             'limit': limit,

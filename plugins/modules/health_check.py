@@ -393,7 +393,7 @@ class Assertions(object):
             try:
                 self.body_regex = re.compile(params['body_regex'])
             except re.error as exc:
-                raise ConfigError('body_regex %r is not a valid regular expression: %s' % (params['body_regex'], exc))
+                raise ConfigError('body_regex %r is not a valid regular expression: %s' % (params['body_regex'], exc)) from exc
         self.json = []
         for index, item in enumerate(params['json_assertions'] or []):
             if item.get('equals') is not None and item.get('regex') is not None:
@@ -411,19 +411,19 @@ class Assertions(object):
             raise ConfigError(
                 '%s json_assertions need it on the target: install python3-jmespath (apt-get install '
                 'python3-jmespath) or pip install jmespath, or drop json_assertions and use body_regex'
-                % missing_required_lib('jmespath'))
+                % missing_required_lib('jmespath')) from None
         for index, item in enumerate(self.json):
             try:
                 item['_compiled'] = jmespath.compile(item['query'])
             except jmespath.exceptions.JMESPathError as exc:
                 raise ConfigError('json_assertions[%d]: query %r is not valid JMESPath: %s'
-                                  % (index, item['query'], exc))
+                                  % (index, item['query'], exc)) from exc
             if item.get('regex') is not None:
                 try:
                     item['_regex'] = re.compile(item['regex'])
                 except re.error as exc:
                     raise ConfigError('json_assertions[%d]: regex %r is not a valid regular expression: %s'
-                                      % (index, item['regex'], exc))
+                                      % (index, item['regex'], exc)) from exc
 
     def check(self, response, text, parsed, parse_error):
         """Returns a list of failure messages, empty when all pass."""
@@ -467,12 +467,12 @@ class HealthCheck(object):
             try:
                 split_url(url)
             except URLError as exc:
-                raise ConfigError(str(exc))
+                raise ConfigError(str(exc)) from exc
         if any(u.lower().startswith('https:') for u in self.params['url'] or []):
             try:
                 self.ssl_context = make_ssl_context(self.params['validate_certs'], self.params['ca_path'])
             except URLError as exc:
-                raise ConfigError(str(exc))
+                raise ConfigError(str(exc)) from exc
 
     def check_url(self, url):
         params = self.params
@@ -484,7 +484,7 @@ class HealthCheck(object):
                 timeout=params['timeout'], unix_socket=params['unix_socket'], ssl_context=self.ssl_context,
             )
         except URLError as exc:
-            raise ConfigError(str(exc))
+            raise ConfigError(str(exc)) from exc
         except HTTPRequestError as exc:
             result['latency'] = round(time.monotonic() - started, 4)
             result['error'] = str(exc)

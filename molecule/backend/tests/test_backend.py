@@ -51,7 +51,7 @@ def converge(extra_vars=None, verbosity=0):
     changes changes."""
     extra_vars = dict(extra_vars or {})
     if "backend_image" not in extra_vars:
-        record = subprocess.run(["docker", "exec", VM, "cat", PROJECT_DIR + "/release.json"], capture_output=True, text=True)
+        record = subprocess.run(["docker", "exec", VM, "cat", PROJECT_DIR + "/release.json"], capture_output=True, text=True, check=False)
         if record.returncode == 0:
             current = json.loads(record.stdout)
             extra_vars["backend_image"] = current["images"][current["active"]]
