@@ -128,6 +128,99 @@ ensure_venv() {
   export ANSIBLE_CONFIG="$ARMSTACK_ROOT/ansible.cfg"
 }
 
+# ansible-test bootstraps pip into each venv it makes with a get-pip.py from
+# ci-files.testing.ansible.com, which the test bed cannot reach. Put in its
+# place (the cache path ansible-test reads first) testbed/ansible-test-get-pip.py
+# and the pip wheel it installs, downloaded from PyPI and checked against a
+# pinned hash: the version and hash are those of ansible-test's own pin.
+ARMSTACK_ANSIBLE_TEST_PIP="24.2"
+ARMSTACK_ANSIBLE_TEST_PIP_SHA256="2cd581cf58ab7fcfca4ce8efa6dcacd0de5bf8d0a3eb9ec927e07405f4d9e2a2"
+ensure_ansible_test_pip() {
+  local v="$ARMSTACK_ANSIBLE_TEST_PIP" dir="$HOME/.ansible/test/cache" pinned
+  pinned=$(python -c 'import ansible_test._internal.python_requirements as r, sys; sys.stdout.write(r.get_venv_packages(type("P", (), {"version": "%d.%d" % sys.version_info[:2]})())["pip"])')
+  [ "$pinned" = "$v" ] || die "ansible-test now pins pip $pinned, the test bed provides $v: update ARMSTACK_ANSIBLE_TEST_PIP and its hash in testbed/lib.sh"
+  local wheel="$dir/pip-$v-py3-none-any.whl" req
+  mkdir -p "$dir"
+  if [ ! -f "$wheel" ] || [ "$(sha256sum "$wheel" | cut -d' ' -f1)" != "$ARMSTACK_ANSIBLE_TEST_PIP_SHA256" ]; then
+    rm -f "$dir"/pip-*.whl
+    req=$(mktemp)
+    printf 'pip==%s --hash=sha256:%s\n' "$v" "$ARMSTACK_ANSIBLE_TEST_PIP_SHA256" >"$req"
+    pip download -q --no-deps --only-binary=:all: --require-hashes -d "$dir" -r "$req" \
+      || { rm -f "$req"; die "downloading pip $v from PyPI failed"; }
+    rm -f "$req"
+  fi
+  install -m 0644 "$ARMSTACK_ROOT/testbed/ansible-test-get-pip.py" "$dir/get_pip_${v//./_}.py"
+}
+
+# ansible-test runs on a collection at ansible_collections/NAMESPACE/NAME, and
+# the sanity tests are meant for what ships: extract the built tarball there
+# (build_ignore already left out the test bed, scenarios and benchmarks) as a
+# git repository, which is how ansible-test lists a collection's files.
+# collection_tree OUT_DIR: prints the collection's directory.
+collection_tree() {
+  local out="$1" tree tarball
+  rm -rf "$out"; mkdir -p "$out/build"
+  ansible-galaxy collection build --force --output-path "$out/build" "$ARMSTACK_ROOT" >/dev/null
+  tarball=$(ls "$out"/build/armstack-deploy-*.tar.gz)
+  tree="$out/ansible_collections/armstack/deploy"
+  mkdir -p "$tree"
+  tar -xzf "$tarball" -C "$tree"
+  git -C "$tree" init -q
+  # What the tests write (tests/output) is not part of the collection.
+  printf 'tests/output/\n' >>"$tree/.git/info/exclude"
+  git -C "$tree" add -A
+  git -C "$tree" -c user.name=testbed -c user.email=testbed@localhost commit -q -m "built collection"
+  echo "$tree"
+}
+
+# galaxy-importer (the check Galaxy and Automation Hub run on upload), from
+# PyPI, in a venv of its own, on a tarball built the way the release builds it.
+# It refuses an empty `repository`, and the collection has no public home yet
+# (galaxy.yml keeps the key empty rather than name a link that leads nowhere):
+# the copy it checks gets ARMSTACK_GALAXY_REPOSITORY, the real URL when
+# publishing, otherwise a reserved never-resolving name; nothing of that copy
+# ships. ansible-lint inside it sees only the dependencies galaxy.yml declares
+# (from the `ansible` package: Galaxy is not reachable), so a module from an
+# undeclared collection shows up as a warning, and any warning fails the stage.
+galaxy_importer_check() {
+  local dir="$ARMSTACK_CACHE/galaxy-importer" req="$ARMSTACK_ROOT/testbed/galaxy-importer/requirements.txt"
+  local venv stamp src deps url="${ARMSTACK_GALAXY_REPOSITORY:-https://armstack-deploy.invalid/no-public-repository-yet}"
+  venv="$dir/venv"
+  stamp="$venv/.armstack-requirements-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    rm -rf "$venv"; mkdir -p "$dir"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r "$req" >"$dir/pip.log" 2>&1 || { tail -30 "$dir/pip.log" >&2; die "installing galaxy-importer failed"; }
+    touch "$stamp"
+  fi
+  src="$dir/src"; deps="$dir/deps"
+  rm -rf "$src" "$deps" "$dir/build" "$dir/run"; mkdir -p "$src" "$deps/ansible_collections" "$dir/build" "$dir/run"
+  git -C "$ARMSTACK_ROOT" ls-files -z --cached --others --exclude-standard \
+    | (cd "$ARMSTACK_ROOT" && xargs -0 cp -P --parents -t "$src")
+  sed -i "s|^repository: \"\"\$|repository: \"$url\"|" "$src/galaxy.yml"
+  log "galaxy-importer checks a copy whose repository is $url"
+  ansible-galaxy collection build --force --output-path "$dir/build" "$src" >/dev/null
+  python - "$src/galaxy.yml" "$deps/ansible_collections" <<'PY'
+import importlib.util, os, sys, yaml
+with open(sys.argv[1], encoding="utf-8") as handle:
+    dependencies = yaml.safe_load(handle).get("dependencies") or {}
+for fqcn in dependencies:
+    namespace, name = fqcn.split(".")
+    spec = importlib.util.find_spec("ansible_collections.%s.%s" % (namespace, name))
+    if spec is None:
+        sys.exit("the declared dependency %s is not in the venv's ansible package" % fqcn)
+    os.makedirs(os.path.join(sys.argv[2], namespace), exist_ok=True)
+    os.symlink(list(spec.submodule_search_locations)[0], os.path.join(sys.argv[2], namespace, name))
+PY
+  local rc=0
+  (cd "$dir/run" && PATH="$venv/bin:$PATH" PYTHONPATH="$deps" \
+    GALAXY_IMPORTER_CONFIG="$ARMSTACK_ROOT/testbed/galaxy-importer/galaxy-importer.cfg" \
+    "$venv/bin/python" -m galaxy_importer.main "$dir"/build/armstack-deploy-*.tar.gz) >"$dir/import.log" 2>&1 || rc=$?
+  grep -Ev '^(Loading|Getting doc strings|Running ansible-doc|$)' "$dir/import.log" >&2 || true
+  [ $rc -eq 0 ] || { log "galaxy-importer exited $rc"; return 1; }
+  ! grep -Eq '^(WARNING|ERROR)' "$dir/import.log" || { log "galaxy-importer warned (above)"; return 1; }
+}
+
 # The base image's tag is derived from its recipe, so a changed recipe builds a
 # new image and an unchanged one costs nothing. base_image_tag [arm64]
 base_image_tag() {

@@ -46,6 +46,9 @@ SHIPPED = (
     "plugins/modules/memory_headroom.py",
     "plugins/doc_fragments/attributes.py",
     "roles/backup/tasks/main.yml",
+    # ansible-test units runs on the built collection (testbed/test).
+    "tests/unit/requirements.txt",
+    "tests/unit/backup/stubs/restic.py",
 )
 
 
