@@ -13,7 +13,10 @@ import pathlib
 
 import pytest
 import yaml
+from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -24,8 +27,29 @@ def _spec(role: str) -> dict:
 
 
 def _defaults(role: str) -> dict:
+    """The role's defaults as the validator sees them: templated first (a default
+    may name another, e.g. rotate: "{{ logrotate_retention_days }}"); one that
+    needs a host's facts stays as written."""
     with (ROOT / "roles" / role / "defaults/main.yml").open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle) or {}
+        raw = yaml.safe_load(handle) or {}
+    templar = Templar(loader=DataLoader(), variables={k: _trust(v) for k, v in raw.items()})
+    rendered = {}
+    for key, value in raw.items():
+        try:
+            rendered[key] = templar.template(_trust(value))
+        except AnsibleError:
+            rendered[key] = value
+    return rendered
+
+
+def _trust(value):
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {k: _trust(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_trust(v) for v in value]
+    return value
 
 
 # The least a role needs besides its defaults (its required options).
@@ -42,7 +66,7 @@ def _errors(role: str, values: dict) -> list[str]:
     return [str(e) for e in result.errors]
 
 
-@pytest.mark.parametrize("role", ["backend", "backup"])
+@pytest.mark.parametrize("role", ["backend", "backup", "logrotate", "observability"])
 def test_the_defaults_validate(role):
     assert _errors(role, {}) == []
 
@@ -57,6 +81,10 @@ GOOD = [
     ("backup", {"backup_extra_jobs": [{"name": "armstack-redis", "type": "database", "engine": "redis",
                                        "container": "armstack-redis-1", "password_file": "/run/secrets/password"}]}),
     ("backup", {"backup_keep_extra": {"last": 3, "within": "2d"}}),
+    ("logrotate", {"logrotate_rules": [{"name": "app", "paths": ["/var/log/app/*.log"], "maxsize": "10M",
+                                        "create": "0640 root adm", "postrotate": "true"}]}),
+    ("backend", {"backend_memory_other_services": [{"name": "db", "memory_limit": "512m", "replicas": 1}]}),
+    ("observability", {"observability_memory_other_services": [{"name": "backend", "memory_limit": 300}]}),
 ]
 
 
@@ -79,6 +107,15 @@ BAD = [
      ["backup_extra_jobs", "paths"]),
     ("backup", {"backup_keep_extra": {"daily": 3}}, ["backup_keep_extra", "daily"]),
     ("backup", {"backup_keep_extra": {"last": "many"}}, ["last"]),
+    ("logrotate", {"logrotate_rules": [{"name": "app"}]}, ["paths", "logrotate_rules"]),
+    ("logrotate", {"logrotate_rules": [{"paths": ["/var/log/a.log"]}]}, ["name", "logrotate_rules"]),
+    ("logrotate", {"logrotate_rules": [{"name": "app", "paths": ["/a"], "olddir": "/tmp"}]}, ["olddir"]),
+    ("logrotate", {"logrotate_rules": [{"name": "app", "paths": ["/a"], "frequency": "hourly"}]}, ["frequency", "hourly"]),
+    ("logrotate", {"logrotate_rules": [{"name": "app", "paths": "/var/log/a.log", "rotate": "many"}]}, ["rotate"]),
+    ("logrotate", {"logrotate_rule_defaults": {"frequency": "daily", "sharedscripts": True}}, ["sharedscripts"]),
+    ("backend", {"backend_memory_other_services": [{"memory_limit": "64g"}]}, ["name", "backend_memory_other_services"]),
+    ("backend", {"backend_memory_other_services": [{"name": "db", "limit": "64g"}]}, ["limit"]),
+    ("observability", {"observability_memory_other_services": [{"name": "backend", "replicas": "two"}]}, ["replicas"]),
 ]
 
 

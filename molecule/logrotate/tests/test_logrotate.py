@@ -85,3 +85,23 @@ def test_bad_journald_value_fails_before_any_change(host):
     assert "logrotate_journald_system_max_use must be a size such as 200M" in res.stdout, res.stdout[-2000:]
     assert "changed=0" in res.stdout
     assert host.file("/etc/systemd/journald.conf.d/60-armstack-logrotate.conf").content_string == before
+
+
+def test_bad_rule_fails_before_any_change(host):
+    """A rule whose `create` carries a newline would add a directive of its own to the rule file;
+    a rule with an unknown key is refused by the argument spec. Both stop the play before any task."""
+    rule_file = "/etc/logrotate.d/armstack-app"
+    before = host.file(rule_file).content_string
+    app = {"name": "app", "paths": ["/var/log/armstack-app/access.log", "/var/log/armstack-app/error.log"],
+           "copytruncate": True, "rotate": 2}
+    bad_create = [{**app, "copytruncate": False, "create": "0640 root adm\n    rotate 9999"}]
+    res = armstack_verify.playbook(CONVERGE, extra_vars={"logrotate_rules": bad_create})
+    assert res.returncode != 0
+    assert 'logrotate rule app: needs' in res.stdout and '"MODE USER GROUP"' in res.stdout, res.stdout[-2000:]
+    assert "changed=0" in res.stdout
+    unknown_key = [{**app, "olddir": "/tmp"}]
+    res = armstack_verify.playbook(CONVERGE, extra_vars={"logrotate_rules": unknown_key})
+    assert res.returncode != 0
+    assert "olddir" in res.stdout and "logrotate_rules" in res.stdout, res.stdout[-2000:]
+    assert "changed=0" in res.stdout
+    assert host.file(rule_file).content_string == before
