@@ -16,7 +16,7 @@ import yaml
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -30,26 +30,17 @@ def _defaults(role: str) -> dict:
     """The role's defaults as the validator sees them: templated first (a default
     may name another, e.g. rotate: "{{ logrotate_retention_days }}"); one that
     needs a host's facts stays as written."""
-    with (ROOT / "roles" / role / "defaults/main.yml").open(encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle) or {}
-    templar = Templar(loader=DataLoader(), variables={k: _trust(v) for k, v in raw.items()})
+    loader = DataLoader()
+    # Loaded as Ansible loads a role's defaults: their templates trusted.
+    raw = loader.load_from_file(str(ROOT / "roles" / role / "defaults/main.yml"), trusted_as_template=True) or {}
+    templar = Templar(loader=loader, variables=raw)
     rendered = {}
     for key, value in raw.items():
         try:
-            rendered[key] = templar.template(_trust(value))
+            rendered[key] = templar.template(value)
         except AnsibleError:
             rendered[key] = value
     return rendered
-
-
-def _trust(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: _trust(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_trust(v) for v in value]
-    return value
 
 
 # The least a role needs besides its defaults (its required options).

@@ -34,21 +34,12 @@ GOOD_JOBS = [
 ]
 
 
-def _trust(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: _trust(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_trust(v) for v in value]
-    return value
-
-
 def render(expression, **overrides):
+    # Loaded as Ansible loads a role's defaults and vars: their templates trusted.
+    loader = DataLoader()
     variables = {}
     for path in ("defaults/main.yml", "vars/main.yml"):
-        with open(os.path.join(ROLE, path), encoding="utf-8") as handle:
-            variables.update(_trust(yaml.safe_load(handle)))
+        variables.update(loader.load_from_file(os.path.join(ROLE, path), trusted_as_template=True))
     variables.update({"ansible_facts": {"hostname": "host-1", "architecture": "aarch64"},
                       "ansible_managed": "Ansible managed", "backup_restic_password": SECRET,
                       "backup_repositories": GOOD_REPOS, "backup_jobs": GOOD_JOBS})
@@ -158,7 +149,7 @@ def test_systemd_analyze_results_are_reported_by_name():
 def env_file(index):
     with open(os.path.join(ROLE, "templates", "repository.env.j2"), encoding="utf-8") as handle:
         template = handle.read()
-    return render(template, item=_trust(GOOD_REPOS[index]), _backup_runner="/usr/local/sbin/armstack-backup",
+    return render(template, item=GOOD_REPOS[index], _backup_runner="/usr/local/sbin/armstack-backup",
                   _backup_config_dir="/etc/armstack/backup")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
@@ -23,19 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 ROLE = os.path.join(ROOT, "roles", "logrotate")
 
 
-def _trust(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: _trust(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_trust(v) for v in value]
-    return value
-
-
 def _load(path):
-    with open(os.path.join(ROLE, path), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    """A file of the role, loaded as Ansible loads it: its templates trusted."""
+    return DataLoader().load_from_file(os.path.join(ROLE, path), trusted_as_template=True)
 
 
 TASK = next(t for t in _load("tasks/main.yml") if t.get("name", "").startswith("Assert that the logrotate rules"))
@@ -43,8 +32,8 @@ TASK = next(t for t in _load("tasks/main.yml") if t.get("name", "").startswith("
 
 def failed_conditions(rule, **overrides):
     """The conditions of the entry check that `rule` fails (empty: it passes)."""
-    variables = _trust(_load("defaults/main.yml"))
-    variables.update(_trust(TASK.get("vars", {})))
+    variables = dict(_load("defaults/main.yml"))
+    variables.update(TASK.get("vars", {}))
     variables.update({"logrotate_rules": [rule], "item": rule})
     variables.update(overrides)
     templar = Templar(loader=DataLoader(), variables=variables)
