@@ -116,6 +116,17 @@ def run_module(monkeypatch):
     return ModuleRun(monkeypatch)
 
 
+def put_on_path(monkeypatch, bin_dir, stubs):
+    """Write each {name: shell script} of `stubs` as an executable in bin_dir and put bin_dir first on PATH."""
+    os.makedirs(str(bin_dir), exist_ok=True)
+    for name, source in stubs.items():
+        path = os.path.join(str(bin_dir), name)
+        with open(path, 'w') as handle:
+            handle.write(source)
+        os.chmod(path, 0o755)
+    monkeypatch.setenv('PATH', '%s:%s' % (bin_dir, os.environ['PATH']))
+
+
 @pytest.fixture
 def fixtures_dir():
     return FIXTURES

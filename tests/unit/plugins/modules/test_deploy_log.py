@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
-import stat
 
 import pytest
 
 from ansible_collections.armstack.deploy.plugins.modules import deploy_log
+from ansible_collections.armstack.deploy.tests.unit.conftest import put_on_path
 
 STUB = """#!/bin/sh
 # A stand-in for `logger`: records its arguments and its stdin.
@@ -28,12 +27,7 @@ exit "${STUB_RC:-0}"
 
 @pytest.fixture
 def stub(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    logger = bin_dir / "logger"
-    logger.write_text(STUB)
-    logger.chmod(logger.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+    put_on_path(monkeypatch, tmp_path / "bin", {"logger": STUB})
     monkeypatch.setenv("STUB_DIR", str(tmp_path))
     return tmp_path
 

@@ -8,12 +8,11 @@ backend scenario): exit codes, the timeout, the log file, redaction."""
 
 from __future__ import annotations
 
-import os
-import stat
 
 import pytest
 
 from ansible_collections.armstack.deploy.plugins.modules import release_command
+from ansible_collections.armstack.deploy.tests.unit.conftest import put_on_path
 
 STUB = """#!/bin/sh
 # A stand-in for `docker`: `compose ... run` prints $STUB_OUTPUT and exits
@@ -28,12 +27,7 @@ exit 99
 
 @pytest.fixture
 def stub(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    docker = bin_dir / "docker"
-    docker.write_text(STUB)
-    docker.chmod(docker.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+    put_on_path(monkeypatch, tmp_path / "bin", {"docker": STUB})
     monkeypatch.setenv("STUB_DIR", str(tmp_path))
     (tmp_path / "project").mkdir()
     (tmp_path / "app.env").write_text("DATABASE_PASSWORD=pw-from-the-env-file\n")
